@@ -1,0 +1,528 @@
+//! Job files: what a nightly run reads, builds and publishes.
+//!
+//! A job file is TOML, parsed strictly: an unknown key, a wrong type or a source
+//! location that matches no file is an error that names the key and its line.
+//! Relative paths are resolved against the job file's folder.
+//! The reference of every key is the README's "Job file reference".
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::error::{CoreError, Result};
+
+/// A parsed, validated job file.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub file: JobFile,
+    /// The business time zone, parsed.
+    pub business_tz: Tz,
+}
+
+/// The TOML document of a job file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    pub job: JobSection,
+    /// Run variables, usable in SQL as `{{ var('name') }}`.
+    #[serde(default)]
+    pub vars: Vars,
+    #[serde(default)]
+    pub ingest: IngestSettings,
+    /// The exports to ingest.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub models: ModelSettings,
+    #[serde(default)]
+    pub engine: EngineSettings,
+    #[serde(default)]
+    pub lease: LeaseSettings,
+}
+
+/// `[job]`: identity of the job and where its lake is.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSection {
+    /// Job name: names the lease and the run records.
+    pub name: String,
+    /// Lake location: a local directory (relative to the job file) or an object_store URL
+    /// (`file://`, `s3://bucket/prefix`, ...).
+    pub lake: Spanned<String>,
+    /// Business time zone for dates, months and cohorts (IANA name).
+    #[serde(default = "default_tz")]
+    pub business_time_zone: Spanned<String>,
+    /// Options for the lake's object store (for S3: `aws_endpoint`, `aws_region`,
+    /// `aws_allow_http`, ...); credentials are better left to the `AWS_*` environment.
+    #[serde(default)]
+    pub storage_options: BTreeMap<String, String>,
+}
+
+fn default_tz() -> Spanned<String> {
+    Spanned::new(0..0, "Europe/Moscow".to_string())
+}
+
+/// `[vars]`: run variables with their defaults (see `spec/marts.md`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Vars {
+    /// Attribution lookback window and the Markov non-converting window, in days.
+    pub lookback_days: u32,
+    /// Half-life of the `time_decay` model, in days.
+    pub half_life_days: f64,
+    /// `position_based` weight of the first touch (n >= 3).
+    pub position_first: f64,
+    /// `position_based` weight of the last touch (n >= 3).
+    pub position_last: f64,
+    /// Conversion types to attribute (`order`, `lead`).
+    pub conversion_types: Vec<String>,
+    /// Channels whose touchpoints are left out of every path.
+    pub exclude_channels: Vec<String>,
+    /// Path transform applied before the heuristic models: `none`, `exposure`, `first`,
+    /// `remove_if_last_and_not_all`.
+    pub path_transform: String,
+    /// Channels for `remove_if_last_and_not_all`.
+    pub path_transform_channels: Vec<String>,
+    /// Touchpoint origins to keep (`metrica`, `ga4`, `call`).
+    pub touchpoint_origins: Vec<String>,
+    /// `product_affinity`: minimum purchases containing both products.
+    pub min_pair_orders: u32,
+    /// Lift from which a product pair counts as related (segments).
+    pub min_lift: f64,
+    /// Lifecycle thresholds in whole days.
+    pub new_days: u32,
+    pub active_days: u32,
+    pub lapsing_days: u32,
+    /// The product a segment offers (`engaged_related_buyers`).
+    pub offer_sku: String,
+    /// Variables of your own models: `[vars.custom] my_threshold = 3`.
+    pub custom: BTreeMap<String, toml::Value>,
+}
+
+impl Default for Vars {
+    fn default() -> Self {
+        Self {
+            lookback_days: 30,
+            half_life_days: 7.0,
+            position_first: 0.4,
+            position_last: 0.4,
+            conversion_types: vec!["order".into(), "lead".into()],
+            exclude_channels: vec![],
+            path_transform: "none".into(),
+            path_transform_channels: vec![],
+            touchpoint_origins: vec!["metrica".into(), "ga4".into(), "call".into()],
+            min_pair_orders: 5,
+            min_lift: 1.5,
+            new_days: 30,
+            active_days: 90,
+            lapsing_days: 180,
+            offer_sku: String::new(),
+            custom: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[ingest]`: settings of the ingest stage.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// A source whose quarantined share of rows read is above this fails the run (exit 3).
+    pub max_quarantine_ratio: f64,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            max_quarantine_ratio: 0.01,
+        }
+    }
+}
+
+/// The export formats crmflow reads (`spec/sources.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Calltouch calls journal: JSON array, paged JSON, or CSV (detected per file).
+    Calltouch,
+    /// Yandex Metrica Logs API visits (TSV).
+    MetricaVisits,
+    /// GA4 BigQuery export events (NDJSON).
+    Ga4Events,
+    /// Shopify orders export (CSV).
+    ShopifyOrders,
+    /// Yandex Direct Reports API (TSV).
+    DirectSpend,
+    /// Google Ads GAQL report (CSV).
+    GoogleAdsSpend,
+    /// Generic spend CSV.
+    GenericSpend,
+    /// Email/SMS message events (CSV).
+    MessageEvents,
+    /// Consents from the CRM (CSV).
+    Consents,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 9] = [
+        Self::Calltouch,
+        Self::MetricaVisits,
+        Self::Ga4Events,
+        Self::ShopifyOrders,
+        Self::DirectSpend,
+        Self::GoogleAdsSpend,
+        Self::GenericSpend,
+        Self::MessageEvents,
+        Self::Consents,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Calltouch => "calltouch",
+            Self::MetricaVisits => "metrica_visits",
+            Self::Ga4Events => "ga4_events",
+            Self::ShopifyOrders => "shopify_orders",
+            Self::DirectSpend => "direct_spend",
+            Self::GoogleAdsSpend => "google_ads_spend",
+            Self::GenericSpend => "generic_spend",
+            Self::MessageEvents => "message_events",
+            Self::Consents => "consents",
+        }
+    }
+}
+
+/// Text encoding of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub enum TextEncoding {
+    /// UTF-8 when the bytes are valid UTF-8, else Windows-1251.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "windows-1251")]
+    Windows1251,
+}
+
+/// `[[sources]]`: one export to ingest.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Unique name of the source: names its quarantine folder and its run-record entry.
+    pub name: String,
+    pub kind: SourceKind,
+    /// A file, a folder, a glob (`exports/calls/*.json`) or an object_store URL.
+    pub location: Spanned<String>,
+    #[serde(default)]
+    pub encoding: TextEncoding,
+    /// Field delimiter; detected from the header when absent.
+    #[serde(default)]
+    pub delimiter: Option<char>,
+    /// Time zone of local times without an offset; default: the business time zone.
+    #[serde(default)]
+    pub time_zone: Option<Spanned<String>>,
+    /// Yandex Direct: `Cost` is in micro-units (default true).
+    #[serde(default)]
+    pub cost_in_micros: Option<bool>,
+    /// Object store options for this source's URL.
+    #[serde(default)]
+    pub storage_options: BTreeMap<String, String>,
+}
+
+/// `[models]`: the SQL models to build.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSettings {
+    /// Folder of the SQL models, relative to the job file.
+    pub dir: String,
+    /// Selectors of the models to build (`+rfm`, `attribution_credits+`); empty = all.
+    pub select: Vec<String>,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        Self {
+            dir: "../sql".into(),
+            select: vec![],
+        }
+    }
+}
+
+/// `[engine]`: DataFusion settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// Memory pool for query operators, in MiB; operators spill to disk above it (0 = unbounded).
+    pub memory_limit_mb: u64,
+    /// Spill folder (default: the system temp folder).
+    pub spill_dir: Option<String>,
+    /// Parallelism of query plans (default: the number of cores).
+    pub target_partitions: Option<usize>,
+    /// Rows per Arrow batch.
+    pub batch_size: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            memory_limit_mb: 4096,
+            spill_dir: None,
+            target_partitions: None,
+            batch_size: 8192,
+        }
+    }
+}
+
+/// `[lease]`: one run of a job at a time.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseSettings {
+    /// A lease older than this is stale and taken over.
+    pub stale_after_minutes: u64,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        Self {
+            stale_after_minutes: 360,
+        }
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+fn is_url(location: &str) -> bool {
+    location.contains("://")
+}
+
+impl Job {
+    /// Reads and validates a job file.
+    pub fn load(path: &Path) -> Result<Job> {
+        let text = std::fs::read_to_string(path).map_err(|source| CoreError::ReadJob {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates job text as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Job> {
+        let invalid = |message: String| CoreError::InvalidJob {
+            path: path.to_path_buf(),
+            message,
+        };
+        let file: JobFile = toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+        let at = |span: std::ops::Range<usize>| format!("line {}", line_of(text, span.start));
+
+        let tz_text = file.job.business_time_zone.get_ref();
+        let business_tz: Tz = tz_text.parse().map_err(|_| {
+            invalid(format!(
+                "{}: key `job.business_time_zone`: unknown time zone `{tz_text}`; use an IANA name such as `Europe/Moscow`",
+                at(file.job.business_time_zone.span())
+            ))
+        })?;
+        let mut names = std::collections::BTreeSet::new();
+        let base = path.parent().unwrap_or(Path::new("."));
+        for source in &file.sources {
+            if !names.insert(source.name.clone()) {
+                return Err(invalid(format!(
+                    "{}: key `sources.name`: the name `{}` is used by two sources; names must be unique",
+                    at(source.location.span()),
+                    source.name
+                )));
+            }
+            if let Some(tz) = &source.time_zone
+                && tz.get_ref().parse::<Tz>().is_err()
+            {
+                return Err(invalid(format!(
+                    "{}: key `sources.time_zone` of source `{}`: unknown time zone `{}`",
+                    at(tz.span()),
+                    source.name,
+                    tz.get_ref()
+                )));
+            }
+            let location = source.location.get_ref();
+            if !is_url(location) {
+                let resolved = resolve(base, location);
+                let matched = glob_matches(&resolved);
+                if matched == 0 {
+                    return Err(invalid(format!(
+                        "{}: key `sources.location` of source `{}`: `{}` matches no file; fix the path (relative paths are read from the job file's folder)",
+                        at(source.location.span()),
+                        source.name,
+                        resolved.display()
+                    )));
+                }
+            }
+        }
+        let vars = &file.vars;
+        let transforms = ["none", "exposure", "first", "remove_if_last_and_not_all"];
+        if !transforms.contains(&vars.path_transform.as_str()) {
+            return Err(invalid(format!(
+                "key `vars.path_transform`: `{}` is not one of {}",
+                vars.path_transform,
+                transforms.join(", ")
+            )));
+        }
+        if vars.position_first + vars.position_last > 1.0 || vars.position_first < 0.0 || vars.position_last < 0.0 {
+            return Err(invalid(
+                "keys `vars.position_first` and `vars.position_last`: must be >= 0 and sum to at most 1".into(),
+            ));
+        }
+        if vars.half_life_days <= 0.0 {
+            return Err(invalid("key `vars.half_life_days`: must be > 0".into()));
+        }
+        if !(0.0..=1.0).contains(&file.ingest.max_quarantine_ratio) {
+            return Err(invalid("key `ingest.max_quarantine_ratio`: must be between 0 and 1".into()));
+        }
+        Ok(Job {
+            path: path.to_path_buf(),
+            file,
+            business_tz,
+        })
+    }
+
+    /// The folder the job file is in: relative paths start there.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The lake location as an absolute local path or a URL.
+    pub fn lake_location(&self) -> String {
+        resolve_location(self.base_dir(), self.file.job.lake.get_ref())
+    }
+
+    /// A source location as an absolute local path/glob or a URL.
+    pub fn source_location(&self, source: &SourceConfig) -> String {
+        resolve_location(self.base_dir(), source.location.get_ref())
+    }
+
+    /// The SQL models folder.
+    pub fn models_dir(&self) -> PathBuf {
+        resolve(self.base_dir(), &self.file.models.dir)
+    }
+
+    /// Time zone of a source's local times.
+    pub fn source_tz(&self, source: &SourceConfig) -> Tz {
+        source
+            .time_zone
+            .as_ref()
+            .and_then(|t| t.get_ref().parse().ok())
+            .unwrap_or(self.business_tz)
+    }
+}
+
+/// Resolves a location against `base` unless it is a URL or absolute.
+pub fn resolve_location(base: &Path, location: &str) -> String {
+    if is_url(location) {
+        location.to_string()
+    } else {
+        resolve(base, location).to_string_lossy().into_owned()
+    }
+}
+
+fn resolve(base: &Path, location: &str) -> PathBuf {
+    let p = Path::new(location);
+    let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    normalize_path(&joined)
+}
+
+/// Removes `.` and `..` components without touching the file system.
+fn normalize_path(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Number of local files a path, folder or glob matches.
+fn glob_matches(location: &Path) -> usize {
+    if location.is_file() {
+        return 1;
+    }
+    if location.is_dir() {
+        return std::fs::read_dir(location).map(|d| d.count()).unwrap_or(0);
+    }
+    glob::glob(&location.to_string_lossy())
+        .map(|paths| paths.filter_map(|p| p.ok()).filter(|p| p.is_file()).count())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Job> {
+        Job::parse(Path::new("/tmp/job.toml"), text)
+    }
+
+    #[test]
+    fn minimal_job_gets_defaults() {
+        let job = parse("[job]\nname = \"n\"\nlake = \"lake\"\n").unwrap();
+        assert_eq!(job.file.vars.lookback_days, 30);
+        assert_eq!(job.business_tz, chrono_tz::Europe::Moscow);
+        assert_eq!(job.lake_location(), "/tmp/lake");
+        assert_eq!(job.file.engine.memory_limit_mb, 4096);
+    }
+
+    #[test]
+    fn misspelt_key_names_key_and_line() {
+        let err = parse("[job]\nname = \"n\"\nlake = \"lake\"\n\n[vars]\nlokback_days = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lokback_days"), "{err}");
+        assert!(err.contains("line 6"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let err = parse("[job]\nname = \"n\"\nlake = \"lake\"\n[vars]\nlookback_days = \"thirty\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn missing_path_names_key_and_line() {
+        let err = parse(
+            "[job]\nname = \"n\"\nlake = \"lake\"\n[[sources]]\nname = \"a\"\nkind = \"calltouch\"\nlocation = \"/nonexistent/x.json\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 7") && err.contains("sources.location"), "{err}");
+    }
+
+    #[test]
+    fn bad_time_zone_is_rejected() {
+        let err = parse("[job]\nname = \"n\"\nlake = \"l\"\nbusiness_time_zone = \"Mars/Base\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 4") && err.contains("Mars/Base"), "{err}");
+    }
+
+    #[test]
+    fn urls_are_kept() {
+        let job = parse("[job]\nname = \"n\"\nlake = \"s3://bucket/lake\"\n").unwrap();
+        assert_eq!(job.lake_location(), "s3://bucket/lake");
+    }
+}

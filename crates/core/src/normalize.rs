@@ -1,0 +1,295 @@
+//! The normalisation rules of `spec/sources.md`, shared by every ingest format.
+//!
+//! Each function takes one raw field and returns the canonical value or `None`;
+//! none of them panics on any input.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// Values that mean "no value" once trimmed, compared case-insensitively.
+const PLACEHOLDERS: &[&str] = &[
+    "(not set)",
+    "(not provided)",
+    "<не указано>",
+    "‹не указано>",
+    "<не заполнено>",
+    "‹не заполнено>",
+    "-",
+];
+
+/// Trims a text value and maps empty, whitespace-only and placeholder values to `None`.
+pub fn text(raw: &str) -> Option<&str> {
+    let value = raw.trim();
+    if value.is_empty() || is_placeholder(value) {
+        None
+    } else {
+        Some(value)
+    }
+}
+
+fn is_placeholder(value: &str) -> bool {
+    // Cheap pre-check: every placeholder starts with one of these characters.
+    let first = value.as_bytes()[0];
+    if !matches!(first, b'(' | b'<' | b'-' | 0xE2) {
+        return false;
+    }
+    let lower = value.to_lowercase();
+    PLACEHOLDERS.contains(&lower.as_str())
+}
+
+/// Normalises a phone to E.164 with the default region RU, exactly as the spec says:
+/// keep digits and a leading `+`; with `+`, 8 to 15 digits (exactly 11 when they start
+/// with `7`); without, 11 digits starting with `7`/`8`, or 10 starting with `3`,`4`,`8`,`9`.
+pub fn phone(raw: &str) -> Option<String> {
+    let value = text(raw)?;
+    let plus = value.starts_with('+');
+    let mut digits = String::with_capacity(16);
+    for c in value.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        }
+    }
+    let n = digits.len();
+    let first = digits.as_bytes().first().copied()?;
+    if plus {
+        let valid = (8..=15).contains(&n) && (first != b'7' || n == 11);
+        return valid.then(|| format!("+{digits}"));
+    }
+    match (n, first) {
+        (11, b'7' | b'8') => Some(format!("+7{}", &digits[1..])),
+        (10, b'3' | b'4' | b'8' | b'9') => Some(format!("+7{digits}")),
+        _ => None,
+    }
+}
+
+/// Trims and lower-cases an email; `None` unless it has exactly one `@`, no whitespace,
+/// a non-empty local part and a domain with a dot.
+pub fn email(raw: &str) -> Option<String> {
+    let value = text(raw)?.to_lowercase();
+    let (local, domain) = value.split_once('@')?;
+    let valid = !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !value.chars().any(char::is_whitespace);
+    valid.then_some(value)
+}
+
+/// A boolean of the exports: `true`/`1`/`да`/`yes` are true; anything else, empty included, is false.
+pub fn boolean(raw: &str) -> bool {
+    let v = raw.trim();
+    v.eq_ignore_ascii_case("true")
+        || v == "1"
+        || v.eq_ignore_ascii_case("yes")
+        || v.to_lowercase() == "да"
+}
+
+/// A number that may use a decimal comma (`1234,50`) and spaces as thousand separators.
+pub fn decimal(raw: &str) -> Option<f64> {
+    let value = text(raw)?;
+    let cleaned: String = value
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '\u{a0}')
+        .map(|c| if c == ',' { '.' } else { c })
+        .collect();
+    cleaned.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// An integer, accepting a trailing `.0` and a decimal comma written by spreadsheets.
+pub fn integer(raw: &str) -> Option<i64> {
+    let value = text(raw)?;
+    value
+        .parse::<i64>()
+        .ok()
+        .or_else(|| decimal(value).filter(|v| v.fract() == 0.0).map(|v| v as i64))
+}
+
+/// Local-time layouts seen in the exports, tried in order.
+const LOCAL_FORMATS: &[&str] = &[
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%d/%m/%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+];
+
+/// Layouts that carry an explicit offset (Shopify `2026-11-20 14:03:11 +0300`, RFC 3339).
+const OFFSET_FORMATS: &[&str] = &[
+    "%Y-%m-%d %H:%M:%S %z",
+    "%Y-%m-%d %H:%M:%S%z",
+    "%Y-%m-%dT%H:%M:%S%.f%:z",
+    "%Y-%m-%dT%H:%M:%S%:z",
+];
+
+/// Parses a timestamp to microseconds since the epoch (UTC). A local time without an
+/// offset is read in `tz`; an ambiguous local time (autumn clock change) takes the
+/// earlier instant, a non-existent one (spring gap) is unparseable.
+pub fn timestamp_micros(raw: &str, tz: Tz) -> Option<i64> {
+    let value = text(raw)?;
+    if value.ends_with('Z') || value.ends_with("+00:00") {
+        if let Ok(dt) = DateTime::parse_from_rfc3339(value) {
+            return Some(dt.with_timezone(&Utc).timestamp_micros());
+        }
+    }
+    for f in OFFSET_FORMATS {
+        if let Ok(dt) = DateTime::parse_from_str(value, f) {
+            return Some(dt.with_timezone(&Utc).timestamp_micros());
+        }
+    }
+    for f in LOCAL_FORMATS {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(value, f) {
+            return local_to_utc_micros(naive, tz);
+        }
+    }
+    None
+}
+
+/// Interprets a naive local time in `tz`, see [`timestamp_micros`].
+pub fn local_to_utc_micros(naive: NaiveDateTime, tz: Tz) -> Option<i64> {
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|dt| dt.with_timezone(&Utc).timestamp_micros())
+}
+
+/// Parses a calendar date: `YYYY-MM-DD`, `YYYYMMDD`, `DD.MM.YYYY`.
+pub fn date(raw: &str) -> Option<NaiveDate> {
+    let value = text(raw)?;
+    ["%Y-%m-%d", "%Y%m%d", "%d.%m.%Y", "%d/%m/%Y"]
+        .iter()
+        .find_map(|f| NaiveDate::parse_from_str(value, f).ok())
+}
+
+/// Days since 1970-01-01 of a date, the Arrow `Date32` value.
+pub fn date32(d: NaiveDate) -> i32 {
+    const EPOCH_DAYS_FROM_CE: i32 = 719_163;
+    chrono::Datelike::num_days_from_ce(&d) - EPOCH_DAYS_FROM_CE
+}
+
+/// The business date (in `tz`) of a UTC instant in microseconds.
+pub fn business_date(micros: i64, tz: Tz) -> Option<NaiveDate> {
+    DateTime::<Utc>::from_timestamp_micros(micros).map(|dt| dt.with_timezone(&tz).date_naive())
+}
+
+/// The UTC instant (microseconds) of the last microsecond of `day` in `tz`: the cut-off of a run.
+pub fn end_of_day_micros(day: NaiveDate, tz: Tz) -> i64 {
+    let next = day.succ_opt().unwrap_or(day);
+    start_of_day_micros(next, tz) - 1
+}
+
+/// The UTC instant (microseconds) at which `day` starts in `tz`.
+pub fn start_of_day_micros(day: NaiveDate, tz: Tz) -> i64 {
+    let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    // A day that starts in a DST gap starts at the first valid instant after it.
+    (0..4)
+        .find_map(|h| local_to_utc_micros(midnight + chrono::Duration::hours(h), tz))
+        .unwrap_or_else(|| midnight.and_utc().timestamp_micros())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSK: Tz = chrono_tz::Europe::Moscow;
+
+    #[test]
+    fn placeholders_are_null_after_trim_case_insensitive() {
+        for p in [
+            "", "  ", "\t", "(not set)", " (NOT SET) ", "(not provided)", "<не указано>",
+            "‹не указано>", "<НЕ ЗАПОЛНЕНО>", "‹не заполнено>", "-", " - ",
+        ] {
+            assert_eq!(text(p), None, "{p:?}");
+        }
+        assert_eq!(text(" yandex "), Some("yandex"));
+        assert_eq!(text("--"), Some("--"));
+        assert_eq!(text("(direct)"), Some("(direct)"));
+    }
+
+    #[test]
+    fn phones_follow_the_spec_rule() {
+        for raw in ["8 912 345-67-89", "+7 (912) 345-67-89", "79123456789", "9123456789"] {
+            assert_eq!(phone(raw).as_deref(), Some("+79123456789"), "{raw}");
+        }
+        assert_eq!(phone("+44 20 7946 0958").as_deref(), Some("+442079460958"));
+        assert_eq!(phone("+7 912 345 67 8"), None, "+7 needs exactly 11 digits");
+        assert_eq!(phone("+1234567"), None, "7 digits after + is too short");
+        assert_eq!(phone("+12345678").as_deref(), Some("+12345678"));
+        assert_eq!(phone("+1234567890123456"), None, "16 digits is too long");
+        assert_eq!(phone("4951234567").as_deref(), Some("+74951234567"));
+        assert_eq!(phone("1234567890"), None, "10 digits starting with 1");
+        assert_eq!(phone("69123456789"), None, "11 digits starting with 6");
+        assert_eq!(phone("(not set)"), None);
+        assert_eq!(phone("abc"), None);
+    }
+
+    #[test]
+    fn emails_are_trimmed_lowercased_and_validated() {
+        assert_eq!(email(" Anna@Example.COM ").as_deref(), Some("anna@example.com"));
+        assert_eq!(email("a@b"), None, "domain without a dot");
+        assert_eq!(email("@b.ru"), None, "empty local part");
+        assert_eq!(email("a@@b.ru"), None);
+        assert_eq!(email("a b@c.ru"), None);
+        assert_eq!(email("a@b@c.ru"), None);
+        assert_eq!(email("-"), None);
+        assert_eq!(email("first.last+tag@gmail.com").as_deref(), Some("first.last+tag@gmail.com"));
+    }
+
+    #[test]
+    fn booleans_only_true_values_are_true() {
+        for t in ["true", "TRUE", "1", "да", "Да", "yes"] {
+            assert!(boolean(t), "{t}");
+        }
+        for f in ["false", "0", "нет", "", "maybe", "2"] {
+            assert!(!boolean(f), "{f}");
+        }
+    }
+
+    #[test]
+    fn decimals_accept_comma_and_spaces() {
+        assert_eq!(decimal("1234,50"), Some(1234.5));
+        assert_eq!(decimal("1 234,50"), Some(1234.5));
+        assert_eq!(decimal("99"), Some(99.0));
+        assert_eq!(decimal("-"), None);
+        assert_eq!(decimal("NaN"), None);
+        assert_eq!(integer("12"), Some(12));
+        assert_eq!(integer("12.0"), Some(12));
+        assert_eq!(integer("12.5"), None);
+    }
+
+    #[test]
+    fn local_times_use_the_tz_database() {
+        // 2013: Moscow was UTC+4 all year.
+        let t = timestamp_micros("2013-07-01 12:00:00", MSK).unwrap();
+        assert_eq!(DateTime::<Utc>::from_timestamp_micros(t).unwrap().to_rfc3339(), "2013-07-01T08:00:00+00:00");
+        let t = timestamp_micros("30/06/2023 18:11:56", MSK).unwrap();
+        assert_eq!(DateTime::<Utc>::from_timestamp_micros(t).unwrap().to_rfc3339(), "2023-06-30T15:11:56+00:00");
+        let t = timestamp_micros("2026-11-20 14:03:11 +0300", MSK).unwrap();
+        assert_eq!(DateTime::<Utc>::from_timestamp_micros(t).unwrap().to_rfc3339(), "2026-11-20T11:03:11+00:00");
+        let t = timestamp_micros("2026-11-20T11:03:11Z", MSK).unwrap();
+        assert_eq!(DateTime::<Utc>::from_timestamp_micros(t).unwrap().to_rfc3339(), "2026-11-20T11:03:11+00:00");
+        assert_eq!(timestamp_micros("yesterday", MSK), None);
+        assert_eq!(timestamp_micros("", MSK), None);
+    }
+
+    #[test]
+    fn business_day_bounds() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        let end = end_of_day_micros(d, MSK);
+        assert_eq!(business_date(end, MSK), Some(d));
+        assert_eq!(business_date(end + 1, MSK), d.succ_opt());
+        assert_eq!(date32(NaiveDate::from_ymd_opt(1970, 1, 2).unwrap()), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn normalisers_never_panic(s in "\\PC*") {
+            let _ = text(&s);
+            let _ = phone(&s);
+            let _ = email(&s);
+            let _ = decimal(&s);
+            let _ = integer(&s);
+            let _ = timestamp_micros(&s, MSK);
+            let _ = date(&s);
+        }
+    }
+}

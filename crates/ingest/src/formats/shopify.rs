@@ -1,0 +1,289 @@
+//! Shopify orders export (CSV, one row per line item; order-level columns only on the
+//! order's first row). Tables `order_items` (one row per line item: the source rows) and
+//! `orders` (one row per order). Key: the order number without `#`. An order is replaced
+//! whole by its last occurrence.
+//!
+//! `orders`: order_key (`Name` without `#`), name, email, phone (first valid of `Phone`,
+//! `Billing Phone`, `Shipping Phone`), financial_status (lower-cased), fulfillment_status,
+//! accepts_marketing, currency, subtotal, shipping, taxes, total, discount_code,
+//! discount_amount, created_at, paid_at, cancelled_at, refunded_amount, shopify_id (`Id`),
+//! tags, source_name (`Source`).
+//!
+//! `order_items`: order_key, line_number (1-based within the order), sku, name, quantity,
+//! price, created_at (the order's).
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use crmflow_core::normalize::{boolean, decimal, integer, text, timestamp_micros};
+
+use super::{Format, ParseOptions, each_record, email_checked};
+use crate::error::Result;
+use crate::stage::{Reason, Staging, TableStage, ts_type};
+use crate::text::{DelimitedOptions, Header, Record};
+
+pub struct Shopify {
+    pub opts: ParseOptions,
+}
+
+pub fn orders_schema() -> Arc<Schema> {
+    let t = |n: &str| Field::new(n, DataType::Utf8, true);
+    let f = |n: &str| Field::new(n, DataType::Float64, true);
+    Arc::new(Schema::new(vec![
+        Field::new("order_key", DataType::Utf8, false),
+        t("name"),
+        t("email"),
+        t("phone"),
+        t("financial_status"),
+        t("fulfillment_status"),
+        Field::new("accepts_marketing", DataType::Boolean, true),
+        t("currency"),
+        f("subtotal"),
+        f("shipping"),
+        f("taxes"),
+        f("total"),
+        t("discount_code"),
+        f("discount_amount"),
+        Field::new("created_at", ts_type(), false),
+        Field::new("paid_at", ts_type(), true),
+        Field::new("cancelled_at", ts_type(), true),
+        f("refunded_amount"),
+        t("shopify_id"),
+        t("tags"),
+        t("source_name"),
+    ]))
+}
+
+pub fn items_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("order_key", DataType::Utf8, false),
+        Field::new("line_number", DataType::Int64, false),
+        Field::new("sku", DataType::Utf8, true),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("quantity", DataType::Int64, true),
+        Field::new("price", DataType::Float64, true),
+        Field::new("created_at", ts_type(), false),
+    ]))
+}
+
+/// The order being read: its key, its state and the rows staged for it.
+struct Block {
+    name: String,
+    key: Option<String>,
+    state: BlockState,
+    staged: Vec<(u8, u32)>,
+    rows: u64,
+}
+
+enum BlockState {
+    Open { created_at: i64, date: i32 },
+    Quarantined,
+    AfterCutoff,
+}
+
+/// The order key of a `Name`: `#1001` -> `1001`.
+pub fn order_key(name: &str) -> Option<String> {
+    text(name).and_then(|n| text(n.trim_start_matches('#'))).map(str::to_string)
+}
+
+impl Shopify {
+    fn close(block: Option<Block>, staging: &mut Staging) {
+        if let Some(b) = block
+            && let BlockState::Open { .. } = b.state
+        {
+            staging.loaded(b.key, b.staged, b.rows);
+        }
+    }
+
+    /// Starts a block from an order's first row.
+    fn open(&self, file: u32, rec: &Record, h: &Header, staging: &mut Staging) -> Block {
+        let get = |c: &str| rec.get(h.col(c));
+        let name = get("Name").trim().to_string();
+        let mut block = Block {
+            name: name.clone(),
+            key: order_key(&name),
+            state: BlockState::Quarantined,
+            staged: vec![],
+            rows: 0,
+        };
+        let Some(key) = block.key.clone() else {
+            staging.quarantine(file, rec.line, rec.raw, Some("Name"), Reason::MissingPrimaryKey, "Name is empty".into());
+            return block;
+        };
+        let tz = self.opts.tz;
+        let Some(created_at) = timestamp_micros(get("Created at"), tz) else {
+            staging.quarantine(
+                file,
+                rec.line,
+                rec.raw,
+                Some("Created at"),
+                Reason::UnparseableTimestamp,
+                "Created at is not a yyyy-mm-dd hh:mm:ss +hhmm time".into(),
+            );
+            return block;
+        };
+        if staging.after_cutoff(created_at, 0) {
+            block.state = BlockState::AfterCutoff;
+            return block;
+        }
+        let Some(date) = staging.date_of(created_at) else { return block };
+        let phone = ["Phone", "Billing Phone", "Shipping Phone"]
+            .iter()
+            .find_map(|c| crmflow_core::normalize::phone(get(c)));
+        if phone.is_none() && ["Phone", "Billing Phone", "Shipping Phone"].iter().any(|c| text(get(c)).is_some()) {
+            staging.counts.invalid_phones += 1;
+        }
+        let email = email_checked(staging, get("Email"));
+        let t = |c: &str| text(get(c));
+        let ts = |c: &str| timestamp_micros(get(c), tz);
+        let row = staging.tables[1]
+            .row(date, file, rec.line)
+            .str(Some(&key))
+            .str(Some(&name))
+            .str(email.as_deref())
+            .str(phone.as_deref())
+            .str(t("Financial Status").map(str::to_lowercase).as_deref())
+            .str(t("Fulfillment Status").map(str::to_lowercase).as_deref())
+            .boolean(t("Accepts Marketing").map(boolean))
+            .str(t("Currency"))
+            .f64(decimal(get("Subtotal")))
+            .f64(decimal(get("Shipping")))
+            .f64(decimal(get("Taxes")))
+            .f64(decimal(get("Total")))
+            .str(t("Discount Code"))
+            .f64(decimal(get("Discount Amount")))
+            .ts(Some(created_at))
+            .ts(ts("Paid at"))
+            .ts(ts("Cancelled at"))
+            .f64(decimal(get("Refunded Amount")))
+            .str(t("Id"))
+            .str(t("Tags"))
+            .str(t("Source"))
+            .end();
+        block.staged.push((1, row));
+        block.state = BlockState::Open { created_at, date };
+        block
+    }
+
+    fn item(file: u32, rec: &Record, h: &Header, block: &mut Block, staging: &mut Staging) {
+        match block.state {
+            BlockState::Open { created_at, date } => {
+                let get = |c: &str| rec.get(h.col(c));
+                block.rows += 1;
+                let row = staging.tables[0]
+                    .row(date, file, rec.line)
+                    .str(block.key.as_deref())
+                    .i64(Some(block.rows as i64))
+                    .str(text(get("Lineitem sku")))
+                    .str(text(get("Lineitem name")))
+                    .i64(integer(get("Lineitem quantity")))
+                    .f64(decimal(get("Lineitem price")))
+                    .ts(Some(created_at))
+                    .end();
+                block.staged.push((0, row));
+            }
+            BlockState::AfterCutoff => staging.counts.rows_after_cutoff += 1,
+            // The order's first row was quarantined: its other rows are orphans.
+            BlockState::Quarantined => staging.quarantine(
+                file,
+                rec.line,
+                rec.raw,
+                Some("Name"),
+                Reason::OrphanLineItem,
+                format!("line item of order {} whose first row was quarantined", block.name),
+            ),
+        }
+    }
+}
+
+impl Format for Shopify {
+    fn tables(&self) -> Vec<TableStage> {
+        vec![
+            TableStage::new("order_items", items_schema()),
+            TableStage::new("orders", orders_schema()),
+        ]
+    }
+
+    fn parse(&mut self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
+        let opts = DelimitedOptions {
+            delimiter: self.opts.delimiter,
+            quoting: true,
+            skip_lines: 0,
+        };
+        let mut block: Option<Block> = None;
+        each_record("Shopify orders", name, body, opts, &["Name", "Created at"], file, staging, |rec, h, staging| {
+            let row_name = rec.get(h.col("Name")).trim();
+            let starts_order = text(rec.get(h.col("Created at"))).is_some()
+                || block.as_ref().is_none_or(|b| b.name != row_name);
+            if starts_order {
+                Self::close(block.take(), staging);
+                let mut b = self.open(file, rec, h, staging);
+                if !matches!(b.state, BlockState::Quarantined) {
+                    Self::item(file, rec, h, &mut b, staging);
+                }
+                block = Some(b);
+            } else if let Some(b) = block.as_mut() {
+                Self::item(file, rec, h, b, staging);
+            }
+        })?;
+        Self::close(block, staging);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::test_support::*;
+
+    const HEADER: &str = "Name,Email,Financial Status,Paid at,Accepts Marketing,Currency,Total,Created at,Lineitem quantity,Lineitem name,Lineitem price,Lineitem sku,Billing Phone,Phone,Cancelled at,Refunded Amount";
+
+    #[test]
+    fn multi_row_orders_quarantine_and_orphans() {
+        let csv = format!(
+            "{HEADER}\n\
+             #1001, Anna@Example.com ,PAID,2026-11-20 14:05:00 +0300,yes,RUB,\"1234,50\",2026-11-20 14:03:11 +0300,1,Mug,1000,SKU-1,bad,8 912 345-67-89,,\n\
+             #1001,,,,,,,,2,Spoon,117.25,SKU-2,,,,\n\
+             #1002,b@x.ru,paid,,no,RUB,10,garbage,1,Mug,10,SKU-1,,,,\n\
+             #1002,,,,,,,,1,Spoon,5,SKU-2,,,,\n\
+             #1003,c@x.ru,refunded,,no,RUB,50,2026-11-20 15:00:00 +0300,1,Mug,50,SKU-1,,,,50\n"
+        );
+        let (b, st) = run(Box::new(Shopify { opts: opts() }), &[&csv], NO_CUTOFF);
+        let (items, orders) = (&b[0], &b[1]);
+        assert_eq!(col(orders, "order_key"), ["1001", "1003"]);
+        assert_eq!(col(orders, "email"), ["anna@example.com", "c@x.ru"]);
+        assert_eq!(col(orders, "phone"), ["+79123456789", "∅"], "first valid of Phone, Billing Phone, Shipping Phone");
+        assert_eq!(col(orders, "financial_status"), ["paid", "refunded"]);
+        assert_eq!(col(orders, "total"), ["1234.5", "50.0"]);
+        assert_eq!(col(orders, "created_at")[0], "2026-11-20T11:03:11Z");
+        assert_eq!(col(items, "sku"), ["SKU-1", "SKU-2", "SKU-1"]);
+        assert_eq!(col(items, "line_number"), ["1", "2", "1"]);
+        let q: Vec<_> = st.quarantine.iter().map(|q| (q.line, q.reason.as_str())).collect();
+        assert_eq!(q, [(4, "unparseable_timestamp"), (5, "orphan_line_item")]);
+        assert_eq!((st.counts.rows_read, st.counts.rows_loaded), (5, 3));
+    }
+
+    #[test]
+    fn an_order_is_replaced_whole_by_its_last_file() {
+        let f1 = format!(
+            "{HEADER}\n#7,a@b.ru,paid,,yes,RUB,30,2026-11-20 10:00:00 +0300,1,A,10,A,,,,\n#7,,,,,,,,1,B,20,B,,,,\n"
+        );
+        let f2 = format!("{HEADER}\n#7,a@b.ru,refunded,,yes,RUB,30,2026-11-20 10:00:00 +0300,1,A,10,A,,,,30\n");
+        let (b, st) = run(Box::new(Shopify { opts: opts() }), &[&f1, &f2], NO_CUTOFF);
+        assert_eq!(col(&b[1], "financial_status"), ["refunded"]);
+        assert_eq!(col(&b[0], "sku"), ["A"]);
+        assert_eq!(st.counts.duplicates_collapsed, 2);
+        assert_eq!(st.counts.rows_loaded, 1);
+    }
+
+    #[test]
+    fn orders_after_cutoff_are_skipped_whole() {
+        let csv = format!(
+            "{HEADER}\n#8,a@b.ru,paid,,yes,RUB,30,2026-11-21 10:00:00 +0300,1,A,10,A,,,,\n#8,,,,,,,,1,B,20,B,,,,\n"
+        );
+        let cutoff = crmflow_core::normalize::end_of_day_micros(chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), MSK);
+        let (b, st) = run(Box::new(Shopify { opts: opts() }), &[&csv], cutoff);
+        assert_eq!(b[1].num_rows(), 0);
+        assert_eq!(st.counts.rows_after_cutoff, 2);
+    }
+}

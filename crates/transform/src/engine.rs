@@ -1,0 +1,138 @@
+//! The one place that builds the DataFusion session: configuration (UTC session time
+//! zone, parallelism, batch size), the runtime (a bounded memory pool and a spill
+//! folder), the lake's object store, every crmflow SQL function, and every table (raw
+//! lake tables, seeds, materialised models). A distributed executor (Ballista) is built
+//! from the same [`build_session_state`], so the choice of executor is a setting.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionState;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crmflow_core::config::EngineSettings;
+use crmflow_core::lake::Lake;
+
+use crate::error::{Result, TransformError};
+
+/// What the engine is built from.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub business_tz: Tz,
+    /// Memory pool in bytes (`None`: unbounded).
+    pub memory_limit: Option<usize>,
+    pub spill_dir: Option<PathBuf>,
+    pub target_partitions: usize,
+    pub batch_size: usize,
+}
+
+impl EngineConfig {
+    pub fn from_settings(settings: &EngineSettings, business_tz: Tz, base_dir: &std::path::Path) -> Self {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Self {
+            business_tz,
+            memory_limit: (settings.memory_limit_mb > 0).then(|| (settings.memory_limit_mb as usize) << 20),
+            spill_dir: settings.spill_dir.as_ref().map(|d| base_dir.join(d)),
+            target_partitions: settings.target_partitions.unwrap_or(cores).max(1),
+            batch_size: settings.batch_size.max(1024),
+        }
+    }
+
+    /// Defaults for tests and `crmflow query` without a job.
+    pub fn default_for(business_tz: Tz) -> Self {
+        Self::from_settings(&EngineSettings::default(), business_tz, std::path::Path::new("."))
+    }
+}
+
+/// A table to register from the lake: its name, lake folder and schema.
+#[derive(Debug, Clone)]
+pub struct LakeTable {
+    pub name: String,
+    /// Lake-relative folder (`raw/calls`, `marts/rfm`).
+    pub folder: String,
+    pub schema: Option<SchemaRef>,
+    /// Hive-partitioned by `dt=YYYY-MM-DD`.
+    pub partitioned: bool,
+}
+
+/// Builds the session state: functions, object store and the given lake tables.
+pub async fn build_session_state(config: &EngineConfig, lake: &Lake, tables: &[LakeTable]) -> Result<SessionState> {
+    let mut session_config = SessionConfig::new()
+        .with_target_partitions(config.target_partitions)
+        .with_batch_size(config.batch_size)
+        .with_information_schema(true)
+        .with_create_default_catalog_and_schema(true);
+    session_config.options_mut().execution.time_zone = Some("UTC".to_string());
+    session_config.options_mut().execution.parquet.pushdown_filters = true;
+    session_config.options_mut().sql_parser.enable_ident_normalization = true;
+
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(limit) = config.memory_limit {
+        runtime = runtime.with_memory_limit(limit, 1.0);
+    }
+    if let Some(dir) = &config.spill_dir {
+        std::fs::create_dir_all(dir).map_err(|e| TransformError::Setting {
+            setting: "engine.spill_dir".into(),
+            message: format!("cannot create {}: {e}", dir.display()),
+        })?;
+        runtime = runtime
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![dir.clone()])));
+    }
+    let runtime = Arc::new(runtime.build()?);
+    runtime.register_object_store(lake.store_url(), lake.store());
+
+    let mut state = SessionStateBuilder::new()
+        .with_config(session_config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build();
+    crate::functions::register_all(&mut state, config.business_tz)?;
+    for table in tables {
+        let provider = lake_table(&state, lake, table).await?;
+        register(&state, &table.name, provider)?;
+    }
+    Ok(state)
+}
+
+/// A context over a freshly built state.
+pub async fn build_context(config: &EngineConfig, lake: &Lake, tables: &[LakeTable]) -> Result<SessionContext> {
+    Ok(SessionContext::new_with_state(build_session_state(config, lake, tables).await?))
+}
+
+/// Registers (or replaces) a table in the default schema.
+pub fn register(state: &SessionState, name: &str, provider: Arc<dyn TableProvider>) -> Result<()> {
+    let catalog = state
+        .catalog_list()
+        .catalog("datafusion")
+        .ok_or_else(|| datafusion::error::DataFusionError::Plan("no default catalog".into()))?;
+    let schema = catalog
+        .schema("public")
+        .ok_or_else(|| datafusion::error::DataFusionError::Plan("no default schema".into()))?;
+    schema.deregister_table(name)?;
+    schema.register_table(name.to_string(), provider)?;
+    Ok(())
+}
+
+/// A Parquet listing table over a lake folder.
+pub async fn lake_table(state: &SessionState, lake: &Lake, table: &LakeTable) -> Result<Arc<dyn TableProvider>> {
+    let url = ListingTableUrl::parse(lake.url_of(&table.folder))?;
+    let mut options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet");
+    if table.partitioned {
+        options = options.with_table_partition_cols(vec![("dt".to_string(), DataType::Utf8)]);
+    }
+    let schema = match &table.schema {
+        Some(s) => s.clone(),
+        None => options.infer_schema(state, &url).await?,
+    };
+    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}

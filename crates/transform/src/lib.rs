@@ -1,0 +1,19 @@
+//! crmflow-transform: analysts' SQL models run as a DAG on Apache DataFusion.
+//!
+//! - [`engine`]: the one place that builds the DataFusion session (functions, lake
+//!   tables, object stores, memory pool, spill folder).
+//! - [`functions`]: native SQL functions (business time, hashing, identity graph, Markov).
+//! - [`models`]: discovering models under `sql/`, their settings, dependencies and order.
+//! - [`vars`]: run variables in SQL (`{{ var('lookback_days') }}`).
+//! - [`materialize`]: running models and writing them atomically into the lake.
+//! - [`datatests`]: data tests beside each model.
+
+pub mod datatests;
+pub mod engine;
+pub mod error;
+pub mod functions;
+pub mod materialize;
+pub mod models;
+pub mod vars;
+
+pub use error::{Result, TransformError};

@@ -1,0 +1,130 @@
+//! Running models: plan the rendered SQL, then either register it as a view or write it
+//! as one Parquet object `<lake>/marts/<model>/part-0.parquet` through a multipart
+//! upload that becomes visible only when complete (a failed run leaves the previous
+//! version readable), and register the written table for the models downstream.
+//!
+//! Written tables are sorted (by `order_by`, else by every non-nested column) and their
+//! floats rounded to 9 decimals, so that a rerun over the same data writes the same bytes
+//! whatever the parallel plan's summation order was.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::{SortExpr, col};
+use datafusion::prelude::{DataFrame, SessionContext};
+use futures::StreamExt;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crmflow_core::lake::Lake;
+
+use crate::engine::{LakeTable, lake_table, register};
+use crate::error::{Result, TransformError};
+use crate::models::{Materialization, Model};
+
+/// Lake folder of a model's table.
+pub fn mart_folder(model: &str) -> String {
+    format!("marts/{model}")
+}
+
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_created_by("crmflow".to_string())
+        .build()
+}
+
+/// Sorts by `order_by` (or every sortable column) and rounds floats.
+fn canonical(df: DataFrame, order_by: &[String]) -> Result<DataFrame> {
+    let schema = df.schema().clone();
+    let mut projections = vec![];
+    for field in schema.fields() {
+        let c = col(datafusion::common::Column::from_name(field.name()));
+        let e = match field.data_type() {
+            DataType::Float64 | DataType::Float32 => datafusion::functions::math::expr_fn::round(vec![
+                c,
+                datafusion::logical_expr::lit(9_i64),
+            ])
+            .alias(field.name()),
+            _ => c,
+        };
+        projections.push(e);
+    }
+    let df = df.select(projections)?;
+    let sort: Vec<SortExpr> = if order_by.is_empty() {
+        schema
+            .fields()
+            .iter()
+            .filter(|f| !f.data_type().is_nested())
+            .map(|f| col(datafusion::common::Column::from_name(f.name())).sort(true, true))
+            .collect()
+    } else {
+        order_by.iter().map(|c| col(datafusion::common::Column::from_name(c)).sort(true, true)).collect()
+    };
+    if sort.is_empty() {
+        return Ok(df);
+    }
+    Ok(df.sort(sort)?)
+}
+
+/// Runs one model with its rendered SQL; returns the rows written (0 for a view).
+pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &str) -> Result<u64> {
+    let query_err = |source| TransformError::Query {
+        model: model.name.clone(),
+        source,
+    };
+    let df = ctx.sql(sql).await.map_err(query_err)?;
+    match model.config.materialized {
+        Materialization::View => {
+            register(&ctx.state(), &model.name, df.into_view())?;
+            Ok(0)
+        }
+        Materialization::Table => {
+            let df = canonical(df, &model.config.order_by).map_err(|e| match e {
+                TransformError::DataFusion(source) => query_err(source),
+                other => other,
+            })?;
+            let folder = mart_folder(&model.name);
+            let rows = write_parquet(lake, &format!("{folder}/part-0.parquet"), df)
+                .await
+                .map_err(|e| match e {
+                    TransformError::DataFusion(source) => query_err(source),
+                    other => other,
+                })?;
+            let table = LakeTable {
+                name: model.name.clone(),
+                folder,
+                schema: None,
+                partitioned: false,
+            };
+            let provider = lake_table(&ctx.state(), lake, &table).await?;
+            register(&ctx.state(), &model.name, provider)?;
+            Ok(rows)
+        }
+    }
+}
+
+/// Streams a DataFrame into one Parquet object; visible only once complete.
+pub async fn write_parquet(lake: &Lake, relative: &str, df: DataFrame) -> Result<u64> {
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let mut stream = df.execute_stream().await?;
+    let path = lake.path(relative);
+    let write_err = |e: parquet::errors::ParquetError| TransformError::Write {
+        path: relative.to_string(),
+        message: e.to_string(),
+    };
+    let object = object_store::buffered::BufWriter::new(lake.store(), path);
+    let mut writer = AsyncArrowWriter::try_new(object, schema, Some(writer_properties())).map_err(write_err)?;
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        rows += batch.num_rows() as u64;
+        if let Err(e) = writer.write(&batch).await {
+            // Dropping the writer aborts the multipart upload: the old object stays.
+            return Err(write_err(e));
+        }
+    }
+    writer.close().await.map_err(write_err)?;
+    Ok(rows)
+}
