@@ -62,6 +62,25 @@ pub async fn ingest_source(lake: &Lake, job: &Job, source: &SourceConfig, as_of:
     Ok(counts)
 }
 
+/// Every canonical lake table with its schema as written (lineage columns included),
+/// for registering the lake's raw tables before any file exists.
+pub fn canonical_tables() -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
+    let mut out: Vec<(&'static str, arrow::datatypes::SchemaRef)> = vec![];
+    for kind in crmflow_core::config::SourceKind::ALL {
+        let opts = ParseOptions {
+            tz: chrono_tz::UTC,
+            delimiter: None,
+            cost_in_micros: true,
+        };
+        for table in format_for(kind, opts).tables() {
+            if !out.iter().any(|(n, _)| *n == table.name) {
+                out.push((table.name, stage::with_lineage(table.schema())));
+            }
+        }
+    }
+    out
+}
+
 /// The canonical tables a source kind writes.
 pub fn tables_of(kind: crmflow_core::config::SourceKind) -> Vec<&'static str> {
     let opts = ParseOptions {

@@ -30,6 +30,14 @@ pub fn f64_list_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Float64, true)))
 }
 
+/// A canonical schema with the lineage columns every raw table carries.
+pub fn with_lineage(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new("_source_file", DataType::Utf8, false)));
+    fields.push(Arc::new(Field::new("_source_line", DataType::UInt64, false)));
+    Arc::new(Schema::new(fields))
+}
+
 /// One typed column being built.
 enum Col {
     Str(StringBuilder),
@@ -131,10 +139,7 @@ impl TableStage {
     /// Builds the table with its lineage columns `_source_file` and `_source_line`,
     /// keeping only the live rows; returns it with the live rows' dates.
     pub fn finish(&mut self, file_names: &[String]) -> Result<(RecordBatch, Vec<i32>)> {
-        let mut fields: Vec<Arc<Field>> = self.schema.fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new("_source_file", DataType::Utf8, false)));
-        fields.push(Arc::new(Field::new("_source_line", DataType::UInt64, false)));
-        let schema = Arc::new(Schema::new(fields));
+        let schema = with_lineage(&self.schema);
         let mut arrays: Vec<ArrayRef> = self.cols.iter_mut().map(Col::finish).collect();
         let mut file_col = StringBuilder::new();
         let mut line_col = UInt64Builder::new();

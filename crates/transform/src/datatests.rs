@@ -1,6 +1,6 @@
 //! Data tests beside each model (`[[tests]]` in `<model>.toml`), as dbt users know them:
-//! `unique`, `not_null`, `accepted_values`, `relationships` and `expression` (rows where
-//! the expression is not true fail). Severity `error` (default) or `warn`. A failing test
+//! `unique`, `not_null`, `accepted_values`, `relationships`, `expression` (rows where
+//! the expression is not true fail) and `query` (a query returning the offending rows). Severity `error` (default) or `warn`. A failing test
 //! reports its count of offending rows and shows the first few.
 //!
 //! ```toml
@@ -62,6 +62,8 @@ pub struct DataTest {
     pub accepted_values: Option<AcceptedValues>,
     pub relationships: Option<Relationship>,
     pub expression: Option<String>,
+    /// A query returning the offending rows (a "singular" test), for checks over groups.
+    pub query: Option<String>,
 }
 
 fn quote_ident(c: &str) -> String {
@@ -107,13 +109,16 @@ impl DataTest {
         if let Some(e) = &self.expression {
             kinds.push((format!("expression({e})"), format!("SELECT * FROM {m} WHERE NOT COALESCE(({e}), false)")));
         }
+        if let Some(q) = &self.query {
+            kinds.push(("query".to_string(), q.trim().trim_end_matches(';').to_string()));
+        }
         match kinds.len() {
             1 => {
                 let (name, sql) = kinds.remove(0);
                 Ok((self.name.clone().unwrap_or(name), sql))
             }
-            0 => Err("a test needs one of unique, not_null, accepted_values, relationships, expression".into()),
-            _ => Err("a test has exactly one of unique, not_null, accepted_values, relationships, expression".into()),
+            0 => Err("a test needs one of unique, not_null, accepted_values, relationships, expression, query".into()),
+            _ => Err("a test has exactly one of unique, not_null, accepted_values, relationships, expression, query".into()),
         }
     }
 }

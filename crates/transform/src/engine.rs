@@ -63,8 +63,20 @@ pub struct LakeTable {
     pub partitioned: bool,
 }
 
-/// Builds the session state: functions, object store and the given lake tables.
-pub async fn build_session_state(config: &EngineConfig, lake: &Lake, tables: &[LakeTable]) -> Result<SessionState> {
+/// A CSV seed table (header row, types inferred).
+#[derive(Debug, Clone)]
+pub struct SeedTable {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// Builds the session state: functions, object store, the given lake tables and seeds.
+pub async fn build_session_state(
+    config: &EngineConfig,
+    lake: &Lake,
+    tables: &[LakeTable],
+    seeds: &[SeedTable],
+) -> Result<SessionState> {
     let mut session_config = SessionConfig::new()
         .with_target_partitions(config.target_partitions)
         .with_batch_size(config.batch_size)
@@ -99,12 +111,35 @@ pub async fn build_session_state(config: &EngineConfig, lake: &Lake, tables: &[L
         let provider = lake_table(&state, lake, table).await?;
         register(&state, &table.name, provider)?;
     }
+    for seed in seeds {
+        let provider = seed_table(&state, seed).await?;
+        register(&state, &seed.name, provider)?;
+    }
     Ok(state)
 }
 
 /// A context over a freshly built state.
-pub async fn build_context(config: &EngineConfig, lake: &Lake, tables: &[LakeTable]) -> Result<SessionContext> {
-    Ok(SessionContext::new_with_state(build_session_state(config, lake, tables).await?))
+pub async fn build_context(
+    config: &EngineConfig,
+    lake: &Lake,
+    tables: &[LakeTable],
+    seeds: &[SeedTable],
+) -> Result<SessionContext> {
+    Ok(SessionContext::new_with_state(build_session_state(config, lake, tables, seeds).await?))
+}
+
+/// A CSV listing table over one seed file.
+pub async fn seed_table(state: &SessionState, seed: &SeedTable) -> Result<Arc<dyn TableProvider>> {
+    let absolute = std::fs::canonicalize(&seed.path).map_err(|e| TransformError::Setting {
+        setting: format!("seed {}", seed.path.display()),
+        message: e.to_string(),
+    })?;
+    let url = ListingTableUrl::parse(absolute.to_string_lossy())?;
+    let format = datafusion::datasource::file_format::csv::CsvFormat::default().with_has_header(true);
+    let options = ListingOptions::new(Arc::new(format)).with_file_extension(".csv");
+    let schema = options.infer_schema(state, &url).await?;
+    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 /// Registers (or replaces) a table in the default schema.

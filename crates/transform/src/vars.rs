@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `as_of` | `DATE '2026-11-20'` | the run's business date |
 //! | `as_of_end` | a UTC `TIMESTAMP` | the last microsecond of `as_of` in the business time zone |
+//! | `lookback_start` | a UTC `TIMESTAMP` | the start of business day `as_of - lookback_days` |
 //! | `business_time_zone` | `'Europe/Moscow'` | |
 //! | every key of `[vars]` | number, `'text'` or `'a', 'b'` (lists, for `IN (...)`) | |
 //! | every key of `[vars.custom]` | as above | |
@@ -61,6 +62,12 @@ impl VarSet {
             .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string())
             .unwrap_or_default();
         values.insert("as_of".into(), format!("DATE '{as_of}'"));
+        let lookback_day = as_of - chrono::Duration::days(i64::from(vars.lookback_days));
+        let start = crmflow_core::normalize::start_of_day_micros(lookback_day, tz);
+        let start = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(start)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string())
+            .unwrap_or_default();
+        values.insert("lookback_start".into(), format!("CAST('{start}' AS TIMESTAMP)"));
         values.insert("as_of_end".into(), format!("CAST('{end}' AS TIMESTAMP)"));
         values.insert("business_time_zone".into(), quote(tz.name()));
         values.insert("lookback_days".into(), vars.lookback_days.to_string());
@@ -82,6 +89,11 @@ impl VarSet {
             values.insert(k.clone(), toml_literal(v));
         }
         Self { values }
+    }
+
+    /// Sets a variable to a SQL literal (tests, overrides).
+    pub fn set(&mut self, name: &str, literal: &str) {
+        self.values.insert(name.to_string(), literal.to_string());
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

@@ -1,0 +1,34 @@
+-- Monthly acquisition cohorts (business month of the first purchase): size, active
+-- customers and revenue in each month from 0 to the month of as_of, months without
+-- activity included.
+with cohort as (
+    select customer_id, purchase_month as cohort_month
+    from int_purchases where purchase_number = 1
+),
+sizes as (
+    select cohort_month, count(*) as cohort_size from cohort group by cohort_month
+),
+months as (
+    select s.cohort_month, s.cohort_size,
+           cast(unnest(range(0, cast(((date_part('year', {{ var('as_of') }}) - date_part('year', s.cohort_month)) * 12
+                                   + date_part('month', {{ var('as_of') }}) - date_part('month', s.cohort_month)) as bigint) + 1)) as bigint) as month_number
+    from sizes s
+),
+activity as (
+    select c.cohort_month,
+           cast((date_part('year', p.purchase_month) - date_part('year', c.cohort_month)) * 12
+                + date_part('month', p.purchase_month) - date_part('month', c.cohort_month) as bigint) as month_number,
+           count(distinct p.customer_id) as active_customers,
+           sum(p.value) as revenue
+    from int_purchases p join cohort c on c.customer_id = p.customer_id
+    group by 1, 2
+)
+select m.cohort_month, m.month_number, m.cohort_size,
+       coalesce(a.active_customers, 0) as active_customers,
+       cast(coalesce(a.active_customers, 0) as double) / m.cohort_size as retention_rate,
+       coalesce(a.revenue, 0) as revenue,
+       sum(coalesce(a.revenue, 0)) over (partition by m.cohort_month order by m.month_number
+                                         rows between unbounded preceding and current row) / m.cohort_size
+           as cumulative_revenue_per_customer
+from months m
+left join activity a on a.cohort_month = m.cohort_month and a.month_number = m.month_number

@@ -1,0 +1,393 @@
+//! Running a job: for each date, under the job's lease, the stages in order
+//! (ingest -> models), with a run record in the lake and the gates that end a run
+//! with exit code 3.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use chrono::NaiveDate;
+use crmflow_core::config::Job;
+use crmflow_core::lake::Lake;
+use crmflow_core::lease::Lease;
+use crmflow_core::runs::{RunRecord, RunStatus, SourceCounts, StageRecord, TestRecord};
+use crmflow_transform::datatests::{Severity, TestOutcome, run_tests};
+use crmflow_transform::engine::{EngineConfig, LakeTable, SeedTable, build_context};
+use crmflow_transform::materialize::{mart_folder, run_model};
+use crmflow_transform::models::{Materialization, Project};
+use crmflow_transform::vars::VarSet;
+use datafusion::prelude::SessionContext;
+
+use crate::cli::Stage;
+use crate::exit::{QualityGate, UsageError};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    pub dates: Vec<NaiveDate>,
+    pub stages: Vec<Stage>,
+    pub select: Vec<String>,
+    pub lake_override: Option<String>,
+}
+
+/// Opens the lake of a job (or the override).
+pub fn open_lake(job: &Job, lake_override: Option<&str>) -> Result<Lake> {
+    let location = match lake_override {
+        Some(l) => crmflow_core::config::resolve_location(&std::env::current_dir()?, l),
+        None => job.lake_location(),
+    };
+    Ok(Lake::open(&location, &job.file.job.storage_options)?)
+}
+
+/// Runs a plan; returns the records of the runs made. Stops at the first date that fails.
+pub async fn run(job: &Job, plan: &RunPlan) -> Result<Vec<RunRecord>> {
+    let lake = open_lake(job, plan.lake_override.as_deref())?;
+    let mut records = vec![];
+    for as_of in &plan.dates {
+        let record = run_date(job, &lake, *as_of, plan).await?;
+        let status = record.status;
+        let error = record.error.clone();
+        records.push(record);
+        match status {
+            RunStatus::Ok => {}
+            RunStatus::QualityGateFailed => {
+                return Err(QualityGate(error.unwrap_or_else(|| "a data-quality gate failed".into())).into());
+            }
+            _ => anyhow::bail!(error.unwrap_or_else(|| "the run failed".into())),
+        }
+    }
+    Ok(records)
+}
+
+fn versions() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("crmflow".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        ("datafusion".to_string(), datafusion::DATAFUSION_VERSION.to_string()),
+    ])
+}
+
+async fn run_date(job: &Job, lake: &Lake, as_of: NaiveDate, plan: &RunPlan) -> Result<RunRecord> {
+    let name = &job.file.job.name;
+    let run_id = crmflow_core::runs::new_run_id(name);
+    let stale = Duration::from_secs(job.file.lease.stale_after_minutes * 60);
+    let lease = Lease::acquire(lake, name, &run_id, stale).await?;
+    let mut record = RunRecord::new(&run_id, name, &job.path.display().to_string(), &as_of.to_string());
+    record.versions = versions();
+    record.save(lake).await?;
+    tracing::info!(job = %name, run_id = %run_id, as_of = %as_of, lake = %lake.display(), "run started");
+
+    let outcome = run_stages(job, lake, as_of, plan, &mut record).await;
+    record.finished_at = Some(chrono::Utc::now());
+    match outcome {
+        Ok(()) => {
+            if record.status == RunStatus::Running {
+                record.status = RunStatus::Ok;
+            }
+        }
+        Err(e) => {
+            record.status = if e.downcast_ref::<QualityGate>().is_some() {
+                RunStatus::QualityGateFailed
+            } else {
+                RunStatus::Failed
+            };
+            record.error = Some(format!("{e:#}"));
+        }
+    }
+    record.exit_code = Some(match record.status {
+        RunStatus::Ok | RunStatus::Running => 0,
+        RunStatus::QualityGateFailed => 3,
+        RunStatus::Failed => 1,
+    });
+    record.save(lake).await?;
+    lease.release().await?;
+    tracing::info!(run_id = %run_id, status = ?record.status, "run finished");
+    Ok(record)
+}
+
+async fn run_stages(job: &Job, lake: &Lake, as_of: NaiveDate, plan: &RunPlan, record: &mut RunRecord) -> Result<()> {
+    let all = [Stage::Ingest, Stage::Models];
+    for stage in all {
+        if !plan.stages.is_empty() && !plan.stages.contains(&stage) {
+            continue;
+        }
+        let started = Instant::now();
+        let result = match stage {
+            Stage::Ingest => ingest(job, lake, as_of, record).await,
+            Stage::Models => {
+                let select = if plan.select.is_empty() { job.file.models.select.clone() } else { plan.select.clone() };
+                models(job, lake, as_of, &select, record).await.map(|_| ())
+            }
+        };
+        let rows = match stage {
+            Stage::Ingest => record.sources.iter().map(|s| s.rows_loaded).sum(),
+            Stage::Models => record
+                .tables
+                .iter()
+                .filter(|(k, _)| k.starts_with("marts."))
+                .map(|(_, v)| v)
+                .sum(),
+        };
+        let status = match &result {
+            Ok(()) => RunStatus::Ok,
+            Err(e) if e.downcast_ref::<QualityGate>().is_some() => RunStatus::QualityGateFailed,
+            Err(_) => RunStatus::Failed,
+        };
+        record.stages.push(StageRecord {
+            stage: stage.as_str().to_string(),
+            seconds: started.elapsed().as_secs_f64(),
+            status,
+            rows,
+        });
+        tracing::info!(stage = stage.as_str(), seconds = format!("{:.2}", started.elapsed().as_secs_f64()), rows, "stage finished");
+        result?;
+    }
+    Ok(())
+}
+
+/// The ingest stage: every source of the job, then the quarantine gate.
+pub async fn ingest(job: &Job, lake: &Lake, as_of: NaiveDate, record: &mut RunRecord) -> Result<()> {
+    let bar = crate::logging::progress(job.file.sources.len() as u64, "ingest");
+    for source in &job.file.sources {
+        if let Some(b) = &bar {
+            b.set_message(source.name.clone());
+        }
+        let counts = crmflow_ingest::ingest_source(lake, job, source, as_of).await.map_err(|e| match e {
+            crmflow_ingest::IngestError::MissingColumns { .. } => anyhow::Error::new(QualityGate(e.to_string())),
+            other => anyhow::Error::new(other).context(format!("source `{}`", source.name)),
+        })?;
+        tracing::info!(
+            source = %counts.source,
+            files = counts.files,
+            rows_read = counts.rows_read,
+            loaded = counts.rows_loaded,
+            quarantined = counts.rows_quarantined,
+            duplicates = counts.duplicates_collapsed,
+            after_cutoff = counts.rows_after_cutoff,
+            "source ingested"
+        );
+        for (table, rows) in &counts.tables {
+            *record.tables.entry(format!("raw.{table}")).or_default() += rows;
+        }
+        record.quarantined_rows += counts.rows_quarantined;
+        record.sources.push(counts);
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let limit = job.file.ingest.max_quarantine_ratio;
+    let failing: Vec<&SourceCounts> = record.sources.iter().filter(|s| s.quarantine_ratio() > limit).collect();
+    if !failing.is_empty() {
+        let detail: Vec<String> = failing
+            .iter()
+            .map(|s| {
+                let worst: Vec<String> = s.worst_files.iter().map(|(f, n)| format!("{f} ({n})")).collect();
+                format!(
+                    "source `{}` quarantined {} of {} rows ({:.2}%); worst files: {}",
+                    s.source,
+                    s.rows_quarantined,
+                    s.rows_read,
+                    s.quarantine_ratio() * 100.0,
+                    worst.join(", ")
+                )
+            })
+            .collect();
+        return Err(QualityGate(format!(
+            "quarantine ratio above ingest.max_quarantine_ratio = {limit}: {}; see <lake>/quarantine/",
+            detail.join("; ")
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Everything needed to plan and run models for a job.
+pub struct ModelEnv {
+    pub project: Project,
+    pub vars: VarSet,
+    pub ctx: SessionContext,
+}
+
+/// Loads the job's models and builds the engine over the lake's tables.
+pub async fn model_env(job: &Job, lake: &Lake, as_of: NaiveDate) -> Result<ModelEnv> {
+    let vars = VarSet::new(&job.file.vars, as_of, job.business_tz);
+    let raw = crmflow_ingest::canonical_tables();
+    let source_names: Vec<String> = raw.iter().map(|(n, _)| n.to_string()).collect();
+    let project = Project::load(&job.models_dir(), &vars, &source_names).map_err(|e| UsageError(e.to_string()))?;
+    let mut tables: Vec<LakeTable> = raw
+        .iter()
+        .map(|(name, schema)| LakeTable {
+            name: name.to_string(),
+            folder: format!("raw/{name}"),
+            schema: Some(schema.clone()),
+            partitioned: true,
+        })
+        .collect();
+    let existing: BTreeSet<String> = lake
+        .list("marts")
+        .await?
+        .into_iter()
+        .filter_map(|(p, _)| p.strip_prefix("marts/").and_then(|r| r.split('/').next()).map(str::to_string))
+        .collect();
+    for m in project.models.values() {
+        if m.config.materialized == Materialization::Table && existing.contains(&m.name) {
+            tables.push(LakeTable {
+                name: m.name.clone(),
+                folder: mart_folder(&m.name),
+                schema: None,
+                partitioned: false,
+            });
+        }
+    }
+    let seeds: Vec<SeedTable> = project
+        .seeds
+        .values()
+        .map(|s| SeedTable {
+            name: s.name.clone(),
+            path: s.path.clone(),
+        })
+        .collect();
+    let config = EngineConfig::from_settings(&job.file.engine, job.business_tz, job.base_dir());
+    let ctx = build_context(&config, lake, &tables, &seeds).await?;
+    Ok(ModelEnv { project, vars, ctx })
+}
+
+/// What a models stage did.
+#[derive(Debug, Default)]
+pub struct ModelsOutcome {
+    pub built: Vec<(String, u64, f64)>,
+    pub tests: Vec<TestOutcome>,
+    pub skipped: Vec<String>,
+    pub failed: Vec<(String, String)>,
+}
+
+/// The models stage: selected models in order, each followed by its data tests; an
+/// error-level failure stops the models downstream of it.
+pub async fn models(job: &Job, lake: &Lake, as_of: NaiveDate, select: &[String], record: &mut RunRecord) -> Result<ModelsOutcome> {
+    let env = model_env(job, lake, as_of).await?;
+    let selected: BTreeSet<String> = env
+        .project
+        .select(select)
+        .map_err(|e| UsageError(e.to_string()))?
+        .into_iter()
+        .collect();
+    let mut outcome = ModelsOutcome::default();
+    let mut blocked: BTreeSet<String> = BTreeSet::new();
+    let bar = crate::logging::progress(selected.len() as u64, "models");
+    for name in &env.project.order {
+        let model = &env.project.models[name];
+        let sql = env.vars.render(&model.sql, &model.path)?;
+        if !selected.contains(name) {
+            if model.config.materialized == Materialization::View {
+                // Unselected views are planned so that selected models can read them.
+                let _ = run_model(&env.ctx, lake, model, &sql).await;
+            }
+            continue;
+        }
+        if let Some(b) = &bar {
+            b.set_message(name.clone());
+            b.inc(1);
+        }
+        if blocked.contains(name) {
+            tracing::warn!(model = %name, "skipped: an upstream model failed or failed an error-level test");
+            outcome.skipped.push(name.clone());
+            continue;
+        }
+        let started = Instant::now();
+        match run_model(&env.ctx, lake, model, &sql).await {
+            Ok(rows) => {
+                let seconds = started.elapsed().as_secs_f64();
+                tracing::info!(model = %name, rows, seconds = format!("{seconds:.2}"), "model built");
+                if model.config.materialized == Materialization::Table {
+                    record.tables.insert(format!("marts.{name}"), rows);
+                }
+                outcome.built.push((name.clone(), rows, seconds));
+            }
+            Err(e) => {
+                tracing::error!(model = %name, error = %e, "model failed");
+                outcome.failed.push((name.clone(), e.to_string()));
+                blocked.extend(downstream(&env.project, name));
+                continue;
+            }
+        }
+        let tests = run_tests(&env.ctx, name, &model.config.tests).await;
+        for t in &tests {
+            record.tests.push(TestRecord {
+                model: t.model.clone(),
+                test: t.test.clone(),
+                severity: t.severity.as_str().to_string(),
+                passed: t.passed(),
+                failing_rows: t.failing_rows,
+            });
+            if !t.passed() {
+                tracing::warn!(
+                    model = %t.model,
+                    test = %t.test,
+                    severity = t.severity.as_str(),
+                    failing_rows = t.failing_rows,
+                    error = t.error.as_deref().unwrap_or(""),
+                    "data test failed; `crmflow models test --select {}` shows the rows",
+                    t.model
+                );
+            }
+        }
+        if tests.iter().any(|t| !t.passed() && t.severity == Severity::Error) {
+            blocked.extend(downstream(&env.project, name));
+        }
+        outcome.tests.extend(tests);
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if !outcome.failed.is_empty() {
+        let list: Vec<String> = outcome.failed.iter().map(|(m, e)| format!("{m}: {e}")).collect();
+        anyhow::bail!("{} model(s) failed: {}", outcome.failed.len(), list.join("; "));
+    }
+    let failing: Vec<String> = outcome
+        .tests
+        .iter()
+        .filter(|t| !t.passed() && t.severity == Severity::Error)
+        .map(|t| format!("{}: {}", t.model, t.test))
+        .collect();
+    if !failing.is_empty() {
+        return Err(QualityGate(format!(
+            "{} error-level data test(s) failed ({}); skipped downstream: {}",
+            failing.len(),
+            failing.join(", "),
+            if outcome.skipped.is_empty() { "none".to_string() } else { outcome.skipped.join(", ") }
+        ))
+        .into());
+    }
+    Ok(outcome)
+}
+
+fn downstream(project: &Project, name: &str) -> BTreeSet<String> {
+    project
+        .select(&[format!("{name}+")])
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n != name)
+        .collect()
+}
+
+/// Loads a job file; errors are usage errors (exit 2).
+pub fn load_job(path: &PathBuf) -> Result<Job> {
+    Job::load(path).map_err(|e| UsageError(e.to_string()).into())
+}
+
+/// The default `as_of`: yesterday in the business time zone.
+pub fn default_as_of(job: &Job) -> NaiveDate {
+    let today = chrono::Utc::now().with_timezone(&job.business_tz).date_naive();
+    today.pred_opt().unwrap_or(today)
+}
+
+/// Dates of `--from .. --to`, inclusive.
+pub fn date_range(from: NaiveDate, to: NaiveDate) -> Result<Vec<NaiveDate>> {
+    if to < from {
+        return Err(UsageError(format!("--to {to} is before --from {from}")).into());
+    }
+    Ok(from.iter_days().take_while(|d| *d <= to).collect())
+}
