@@ -7,7 +7,9 @@ use anyhow::{Context, Result};
 use crmflow_core::runs::RunRecord;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::cli::{Command, GraphFormat, ModelsArgs, ModelsCommand, OutputFormat, QueryArgs, RunArgs};
+use crate::cli::{
+    Command, GraphFormat, ModelsArgs, ModelsCommand, OutputFormat, QueryArgs, RunArgs,
+};
 use crate::exit::UsageError;
 use crate::pipeline::{self, RunPlan};
 
@@ -46,36 +48,63 @@ async fn run(args: RunArgs) -> Result<()> {
 
 /// A short human summary of a run record.
 pub fn print_record(out: &mut impl Write, r: &RunRecord) -> Result<()> {
-    writeln!(out, "run {} ({} as_of {}): {:?}", r.run_id, r.job, r.as_of, r.status)?;
+    writeln!(
+        out,
+        "run {} ({} as_of {}): {:?}",
+        r.run_id, r.job, r.as_of, r.status
+    )?;
     for s in &r.stages {
-        writeln!(out, "  stage {:<8} {:>8.2}s {:>10} rows  {:?}", s.stage, s.seconds, s.rows, s.status)?;
+        writeln!(
+            out,
+            "  stage {:<8} {:>8.2}s {:>10} rows  {:?}",
+            s.stage, s.seconds, s.rows, s.status
+        )?;
     }
     for s in &r.sources {
         writeln!(
             out,
             "  source {:<18} read {:>8} = loaded {:>8} + quarantined {:>5} + duplicates {:>6}  (after cut-off {})",
-            s.source, s.rows_read, s.rows_loaded, s.rows_quarantined, s.duplicates_collapsed, s.rows_after_cutoff
+            s.source,
+            s.rows_read,
+            s.rows_loaded,
+            s.rows_quarantined,
+            s.duplicates_collapsed,
+            s.rows_after_cutoff
         )?;
     }
     let failed = r.tests.iter().filter(|t| !t.passed).count();
     if !r.tests.is_empty() {
-        writeln!(out, "  data tests: {} passed, {} failed", r.tests.len() - failed, failed)?;
+        writeln!(
+            out,
+            "  data tests: {} passed, {} failed",
+            r.tests.len() - failed,
+            failed
+        )?;
     }
     Ok(())
 }
 
-async fn validate(path: &std::path::PathBuf) -> Result<()> {
+async fn validate(path: &std::path::Path) -> Result<()> {
     let job = pipeline::load_job(path)?;
     let as_of = pipeline::default_as_of(&job);
     let vars = crmflow_transform::vars::VarSet::new(&job.file.vars, as_of, job.business_tz);
-    let sources: Vec<String> = crmflow_ingest::canonical_tables().iter().map(|(n, _)| n.to_string()).collect();
+    let sources: Vec<String> = crmflow_ingest::canonical_tables()
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
     let project = crmflow_transform::models::Project::load(&job.models_dir(), &vars, &sources)
         .map_err(|e| UsageError(e.to_string()))?;
-    project.select(&job.file.models.select).map_err(|e| UsageError(e.to_string()))?;
+    project
+        .select(&job.file.models.select)
+        .map_err(|e| UsageError(e.to_string()))?;
     for model in project.models.values() {
         for t in &model.config.tests {
-            t.compile(&model.name)
-                .map_err(|e| UsageError(format!("{}: {e}", model.path.with_extension("toml").display())))?;
+            t.compile(&model.name).map_err(|e| {
+                UsageError(format!(
+                    "{}: {e}",
+                    model.path.with_extension("toml").display()
+                ))
+            })?;
         }
     }
     println!(
@@ -89,7 +118,7 @@ async fn validate(path: &std::path::PathBuf) -> Result<()> {
     Ok(())
 }
 
-async fn runs(path: &std::path::PathBuf, last: usize, json: bool) -> Result<()> {
+async fn runs(path: &std::path::Path, last: usize, json: bool) -> Result<()> {
     let job = pipeline::load_job(path)?;
     let lake = pipeline::open_lake(&job, None)?;
     let records = RunRecord::list(&lake).await?;
@@ -100,7 +129,11 @@ async fn runs(path: &std::path::PathBuf, last: usize, json: bool) -> Result<()> 
         writeln!(out)?;
         return Ok(());
     }
-    writeln!(out, "{:<44} {:<10} {:<20} {:>9} {:>6} {:>11}", "run_id", "as_of", "status", "seconds", "exit", "quarantined")?;
+    writeln!(
+        out,
+        "{:<44} {:<10} {:<20} {:>9} {:>6} {:>11}",
+        "run_id", "as_of", "status", "seconds", "exit", "quarantined"
+    )?;
     for r in shown {
         let seconds: f64 = r.stages.iter().map(|s| s.seconds).sum();
         writeln!(
@@ -110,7 +143,9 @@ async fn runs(path: &std::path::PathBuf, last: usize, json: bool) -> Result<()> 
             r.as_of,
             format!("{:?}", r.status),
             seconds,
-            r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            r.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
             r.quarantined_rows
         )?;
     }
@@ -122,7 +157,11 @@ async fn models(args: ModelsArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match args.command {
         ModelsCommand::List => {
-            let env_vars = crmflow_transform::vars::VarSet::new(&job.file.vars, pipeline::default_as_of(&job), job.business_tz);
+            let env_vars = crmflow_transform::vars::VarSet::new(
+                &job.file.vars,
+                pipeline::default_as_of(&job),
+                job.business_tz,
+            );
             let project = load_project(&job, &env_vars)?;
             for name in &project.order {
                 let m = &project.models[name];
@@ -137,7 +176,11 @@ async fn models(args: ModelsArgs) -> Result<()> {
             }
         }
         ModelsCommand::Graph { format } => {
-            let env_vars = crmflow_transform::vars::VarSet::new(&job.file.vars, pipeline::default_as_of(&job), job.business_tz);
+            let env_vars = crmflow_transform::vars::VarSet::new(
+                &job.file.vars,
+                pipeline::default_as_of(&job),
+                job.business_tz,
+            );
             let project = load_project(&job, &env_vars)?;
             match format {
                 GraphFormat::Dot => write!(out, "{}", project.dot())?,
@@ -151,16 +194,20 @@ async fn models(args: ModelsArgs) -> Result<()> {
                 job.business_tz,
             );
             let project = load_project(&job, &vars)?;
-            let m = project
-                .models
-                .get(&model.to_lowercase())
-                .ok_or_else(|| UsageError(format!("no model `{model}`; see `crmflow models list`")))?;
+            let m = project.models.get(&model.to_lowercase()).ok_or_else(|| {
+                UsageError(format!("no model `{model}`; see `crmflow models list`"))
+            })?;
             write!(out, "{}", vars.render(&m.sql, &m.path)?)?;
         }
         ModelsCommand::Run { select, as_of } => {
             let as_of = as_of.unwrap_or_else(|| pipeline::default_as_of(&job));
             let lake = pipeline::open_lake(&job, None)?;
-            let mut record = RunRecord::new("models-run", &job.file.job.name, &job.path.display().to_string(), &as_of.to_string());
+            let mut record = RunRecord::new(
+                "models-run",
+                &job.file.job.name,
+                &job.path.display().to_string(),
+                &as_of.to_string(),
+            );
             let result = pipeline::models(&job, &lake, as_of, &select, &mut record).await;
             for (name, rows, secs) in result.as_ref().map(|o| o.built.clone()).unwrap_or_default() {
                 writeln!(out, "built {name:<28} {rows:>10} rows {secs:>8.2}s")?;
@@ -172,7 +219,10 @@ async fn models(args: ModelsArgs) -> Result<()> {
             let as_of = as_of.unwrap_or_else(|| pipeline::default_as_of(&job));
             let lake = pipeline::open_lake(&job, None)?;
             let env = pipeline::model_env(&job, &lake, as_of).await?;
-            let selected = env.project.select(&select).map_err(|e| UsageError(e.to_string()))?;
+            let selected = env
+                .project
+                .select(&select)
+                .map_err(|e| UsageError(e.to_string()))?;
             let (mut passed, mut failed, mut errors) = (0, 0, 0);
             for name in selected {
                 let m = &env.project.models[&name];
@@ -180,7 +230,14 @@ async fn models(args: ModelsArgs) -> Result<()> {
                     let sql = env.vars.render(&m.sql, &m.path)?;
                     crmflow_transform::materialize::run_model(&env.ctx, &lake, m, &sql).await?;
                 }
-                for t in crmflow_transform::datatests::run_tests(&env.ctx, &name, &m.config.tests).await {
+                for t in crmflow_transform::datatests::run_tests(
+                    &env.ctx,
+                    &name,
+                    &m.config.tests,
+                    &env.vars,
+                )
+                .await
+                {
                     if t.passed() {
                         passed += 1;
                         writeln!(out, "PASS {} {}", t.model, t.test)?;
@@ -190,7 +247,14 @@ async fn models(args: ModelsArgs) -> Result<()> {
                     if t.severity == crmflow_transform::datatests::Severity::Error {
                         errors += 1;
                     }
-                    writeln!(out, "FAIL [{}] {} {}: {} offending rows", t.severity.as_str(), t.model, t.test, t.failing_rows)?;
+                    writeln!(
+                        out,
+                        "FAIL [{}] {} {}: {} offending rows",
+                        t.severity.as_str(),
+                        t.model,
+                        t.test,
+                        t.failing_rows
+                    )?;
                     if let Some(e) = &t.error {
                         writeln!(out, "  error: {e}")?;
                     }
@@ -201,18 +265,30 @@ async fn models(args: ModelsArgs) -> Result<()> {
             }
             writeln!(out, "{passed} passed, {failed} failed")?;
             if errors > 0 {
-                return Err(crate::exit::QualityGate(format!("{errors} error-level data test(s) failed")).into());
+                return Err(crate::exit::QualityGate(format!(
+                    "{errors} error-level data test(s) failed"
+                ))
+                .into());
             }
         }
         ModelsCommand::Docs { out: path } => {
-            let vars = crmflow_transform::vars::VarSet::new(&job.file.vars, pipeline::default_as_of(&job), job.business_tz);
+            let vars = crmflow_transform::vars::VarSet::new(
+                &job.file.vars,
+                pipeline::default_as_of(&job),
+                job.business_tz,
+            );
             let project = load_project(&job, &vars)?;
             let text = catalogue(&project);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-            writeln!(out, "wrote {} ({} models)", path.display(), project.models.len())?;
+            writeln!(
+                out,
+                "wrote {} ({} models)",
+                path.display(),
+                project.models.len()
+            )?;
         }
     }
     Ok(())
@@ -221,32 +297,66 @@ async fn models(args: ModelsArgs) -> Result<()> {
 fn print_tests(out: &mut impl Write, record: &RunRecord) -> Result<()> {
     let failed = record.tests.iter().filter(|t| !t.passed).count();
     for t in record.tests.iter().filter(|t| !t.passed) {
-        writeln!(out, "FAIL [{}] {} {}: {} offending rows", t.severity, t.model, t.test, t.failing_rows)?;
+        writeln!(
+            out,
+            "FAIL [{}] {} {}: {} offending rows",
+            t.severity, t.model, t.test, t.failing_rows
+        )?;
     }
-    writeln!(out, "{} passed, {} failed", record.tests.len() - failed, failed)?;
+    writeln!(
+        out,
+        "{} passed, {} failed",
+        record.tests.len() - failed,
+        failed
+    )?;
     Ok(())
 }
 
-fn load_project(job: &crmflow_core::config::Job, vars: &crmflow_transform::vars::VarSet) -> Result<crmflow_transform::models::Project> {
-    let sources: Vec<String> = crmflow_ingest::canonical_tables().iter().map(|(n, _)| n.to_string()).collect();
-    crmflow_transform::models::Project::load(&job.models_dir(), vars, &sources).map_err(|e| UsageError(e.to_string()).into())
+fn load_project(
+    job: &crmflow_core::config::Job,
+    vars: &crmflow_transform::vars::VarSet,
+) -> Result<crmflow_transform::models::Project> {
+    let sources: Vec<String> = crmflow_ingest::canonical_tables()
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    crmflow_transform::models::Project::load(&job.models_dir(), vars, &sources)
+        .map_err(|e| UsageError(e.to_string()).into())
 }
 
 /// The model catalogue in markdown.
 pub fn catalogue(project: &crmflow_transform::models::Project) -> String {
-    let mut s = String::from("# crmflow model catalogue\n\nGenerated by `crmflow models docs`.\n\n");
+    let mut s =
+        String::from("# crmflow model catalogue\n\nGenerated by `crmflow models docs`.\n\n");
     for name in &project.order {
         let m = &project.models[name];
         s.push_str(&format!("## `{}`\n\n", m.name));
         s.push_str(&format!(
             "- file: `{}`\n- layer: {}\n- materialised: {:?}\n",
-            m.path.strip_prefix(&project.dir).unwrap_or(&m.path).display(),
+            m.path
+                .strip_prefix(&project.dir)
+                .unwrap_or(&m.path)
+                .display(),
             m.layer,
             m.config.materialized
         ));
-        s.push_str(&format!("- upstream: {}\n", if m.depends_on.is_empty() { "-".into() } else { m.depends_on.join(", ") }));
+        s.push_str(&format!(
+            "- upstream: {}\n",
+            if m.depends_on.is_empty() {
+                "-".into()
+            } else {
+                m.depends_on.join(", ")
+            }
+        ));
         let children = project.children(name);
-        s.push_str(&format!("- downstream: {}\n\n", if children.is_empty() { "-".into() } else { children.join(", ") }));
+        s.push_str(&format!(
+            "- downstream: {}\n\n",
+            if children.is_empty() {
+                "-".into()
+            } else {
+                children.join(", ")
+            }
+        ));
         if !m.config.description.is_empty() {
             s.push_str(&format!("{}\n\n", m.config.description.trim()));
         }
@@ -278,9 +388,17 @@ async fn query(args: QueryArgs) -> Result<()> {
 }
 
 /// Writes query results as a table, CSV or JSON lines.
-pub fn write_batches(out: &mut impl Write, batches: &[RecordBatch], format: OutputFormat) -> Result<()> {
+pub fn write_batches(
+    out: &mut impl Write,
+    batches: &[RecordBatch],
+    format: OutputFormat,
+) -> Result<()> {
     match format {
-        OutputFormat::Table => writeln!(out, "{}", datafusion::arrow::util::pretty::pretty_format_batches(batches)?)?,
+        OutputFormat::Table => writeln!(
+            out,
+            "{}",
+            datafusion::arrow::util::pretty::pretty_format_batches(batches)?
+        )?,
         OutputFormat::Csv => {
             let mut w = datafusion::arrow::csv::Writer::new(out);
             for b in batches {

@@ -5,11 +5,29 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::Float64Type;
+use datafusion::arrow::array::{Array, ArrayRef, Float64Array, StringArray};
+use datafusion::arrow::datatypes::DataType;
 
 use crate::cli::DemoArgs;
 use crate::pipeline::{self, RunPlan};
+
+/// A result column as text, whatever string type the engine chose.
+fn strings(column: &ArrayRef) -> Result<StringArray> {
+    let cast = datafusion::arrow::compute::cast(column, &DataType::Utf8)?;
+    cast.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .context("not a text column")
+}
+
+/// A result column as floats.
+fn floats(column: &ArrayRef) -> Result<Float64Array> {
+    let cast = datafusion::arrow::compute::cast(column, &DataType::Float64)?;
+    cast.as_any()
+        .downcast_ref::<Float64Array>()
+        .cloned()
+        .context("not a numeric column")
+}
 
 /// The sample's `as_of`, written by `crmflow generate` into `sample.json`.
 fn sample_as_of(job: &crmflow_core::config::Job) -> Result<NaiveDate> {
@@ -37,7 +55,11 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     };
     let records = pipeline::run(&job, &plan).await?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "\ncrmflow demo: job {} on the bundled sample, as_of {as_of}\n", job.file.job.name)?;
+    writeln!(
+        out,
+        "\ncrmflow demo: job {} on the bundled sample, as_of {as_of}\n",
+        job.file.job.name
+    )?;
     for r in &records {
         crate::commands::print_record(&mut out, r)?;
     }
@@ -46,7 +68,10 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     let ctx = &env.ctx;
 
     if env.project.models.contains_key("attribution_by_channel") {
-        writeln!(out, "\nTop channels per attribution model (orders, credited conversions):")?;
+        writeln!(
+            out,
+            "\nTop channels per attribution model (orders, credited conversions):"
+        )?;
         let batches = ctx
             .sql(
                 "SELECT model, channel, conversions FROM (
@@ -60,7 +85,11 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
             .await?;
         let mut current = String::new();
         for b in &batches {
-            let (m, c, v) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>(), b.column(2).as_primitive::<Float64Type>());
+            let (m, c, v) = (
+                strings(b.column(0))?,
+                strings(b.column(1))?,
+                floats(b.column(2))?,
+            );
             for i in 0..b.num_rows() {
                 if m.value(i) != current {
                     current = m.value(i).to_string();
@@ -77,14 +106,31 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
             .await?
             .collect()
             .await?;
-        if let Some(rate) = b.first().map(|b| b.column(0).as_primitive::<Float64Type>()).filter(|a| !a.is_null(0)) {
-            writeln!(out, "\nRepeat-purchase rate (first buyers with a second purchase): {:.1}%", rate.value(0) * 100.0)?;
+        if let Some(rate) = b
+            .first()
+            .map(|b| floats(b.column(0)))
+            .transpose()?
+            .filter(|a| !a.is_null(0))
+        {
+            writeln!(
+                out,
+                "\nRepeat-purchase rate (first buyers with a second purchase): {:.1}%",
+                rate.value(0) * 100.0
+            )?;
         }
     }
     writeln!(out, "\nOutputs:")?;
     writeln!(out, "  lake        {}", lake_path.display())?;
-    writeln!(out, "  raw tables  {}/raw/<table>/dt=YYYY-MM-DD/", lake_path.display())?;
-    writeln!(out, "  quarantine  {}/quarantine/<source>/", lake_path.display())?;
+    writeln!(
+        out,
+        "  raw tables  {}/raw/<table>/dt=YYYY-MM-DD/",
+        lake_path.display()
+    )?;
+    writeln!(
+        out,
+        "  quarantine  {}/quarantine/<source>/",
+        lake_path.display()
+    )?;
     writeln!(out, "  marts       {}/marts/<model>/", lake_path.display())?;
     writeln!(out, "  run records {}/_runs/", lake_path.display())?;
     writeln!(

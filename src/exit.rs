@@ -43,7 +43,8 @@ pub fn code_of(error: &anyhow::Error) -> ExitCode {
         if let Some(e) = cause.downcast_ref::<crmflow_core::CoreError>()
             && matches!(
                 e,
-                crmflow_core::CoreError::InvalidJob { .. } | crmflow_core::CoreError::ReadJob { .. }
+                crmflow_core::CoreError::InvalidJob { .. }
+                    | crmflow_core::CoreError::ReadJob { .. }
             )
         {
             return ExitCode::from(2);

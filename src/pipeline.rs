@@ -3,7 +3,6 @@
 //! with exit code 3.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -42,6 +41,9 @@ pub fn open_lake(job: &Job, lake_override: Option<&str>) -> Result<Lake> {
 
 /// Runs a plan; returns the records of the runs made. Stops at the first date that fails.
 pub async fn run(job: &Job, plan: &RunPlan) -> Result<Vec<RunRecord>> {
+    if plan.stages.is_empty() || plan.stages.contains(&Stage::Models) {
+        check_models(job, plan)?;
+    }
     let lake = open_lake(job, plan.lake_override.as_deref())?;
     let mut records = vec![];
     for as_of in &plan.dates {
@@ -52,7 +54,11 @@ pub async fn run(job: &Job, plan: &RunPlan) -> Result<Vec<RunRecord>> {
         match status {
             RunStatus::Ok => {}
             RunStatus::QualityGateFailed => {
-                return Err(QualityGate(error.unwrap_or_else(|| "a data-quality gate failed".into())).into());
+                let message = error.unwrap_or_default();
+                let inner = message
+                    .strip_prefix("data-quality gate failed: ")
+                    .unwrap_or(&message);
+                return Err(QualityGate(inner.to_string()).into());
             }
             _ => anyhow::bail!(error.unwrap_or_else(|| "the run failed".into())),
         }
@@ -60,10 +66,39 @@ pub async fn run(job: &Job, plan: &RunPlan) -> Result<Vec<RunRecord>> {
     Ok(records)
 }
 
+/// Loads the models and resolves the selectors before anything runs: a model file
+/// or selector error is a configuration error (exit 2), not a failed run.
+fn check_models(job: &Job, plan: &RunPlan) -> Result<()> {
+    let as_of = plan
+        .dates
+        .first()
+        .copied()
+        .unwrap_or_else(|| default_as_of(job));
+    let vars = VarSet::new(&job.file.vars, as_of, job.business_tz);
+    let sources: Vec<String> = crmflow_ingest::canonical_tables()
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let project =
+        Project::load(&job.models_dir(), &vars, &sources).map_err(|e| UsageError(e.to_string()))?;
+    let select = if plan.select.is_empty() {
+        &job.file.models.select
+    } else {
+        &plan.select
+    };
+    project
+        .select(select)
+        .map_err(|e| UsageError(e.to_string()))?;
+    Ok(())
+}
+
 fn versions() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("crmflow".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-        ("datafusion".to_string(), datafusion::DATAFUSION_VERSION.to_string()),
+        (
+            "datafusion".to_string(),
+            datafusion::DATAFUSION_VERSION.to_string(),
+        ),
     ])
 }
 
@@ -72,7 +107,12 @@ async fn run_date(job: &Job, lake: &Lake, as_of: NaiveDate, plan: &RunPlan) -> R
     let run_id = crmflow_core::runs::new_run_id(name);
     let stale = Duration::from_secs(job.file.lease.stale_after_minutes * 60);
     let lease = Lease::acquire(lake, name, &run_id, stale).await?;
-    let mut record = RunRecord::new(&run_id, name, &job.path.display().to_string(), &as_of.to_string());
+    let mut record = RunRecord::new(
+        &run_id,
+        name,
+        &job.path.display().to_string(),
+        &as_of.to_string(),
+    );
     record.versions = versions();
     record.save(lake).await?;
     tracing::info!(job = %name, run_id = %run_id, as_of = %as_of, lake = %lake.display(), "run started");
@@ -105,7 +145,13 @@ async fn run_date(job: &Job, lake: &Lake, as_of: NaiveDate, plan: &RunPlan) -> R
     Ok(record)
 }
 
-async fn run_stages(job: &Job, lake: &Lake, as_of: NaiveDate, plan: &RunPlan, record: &mut RunRecord) -> Result<()> {
+async fn run_stages(
+    job: &Job,
+    lake: &Lake,
+    as_of: NaiveDate,
+    plan: &RunPlan,
+    record: &mut RunRecord,
+) -> Result<()> {
     let all = [Stage::Ingest, Stage::Models];
     for stage in all {
         if !plan.stages.is_empty() && !plan.stages.contains(&stage) {
@@ -115,7 +161,11 @@ async fn run_stages(job: &Job, lake: &Lake, as_of: NaiveDate, plan: &RunPlan, re
         let result = match stage {
             Stage::Ingest => ingest(job, lake, as_of, record).await,
             Stage::Models => {
-                let select = if plan.select.is_empty() { job.file.models.select.clone() } else { plan.select.clone() };
+                let select = if plan.select.is_empty() {
+                    job.file.models.select.clone()
+                } else {
+                    plan.select.clone()
+                };
                 models(job, lake, as_of, &select, record).await.map(|_| ())
             }
         };
@@ -139,23 +189,37 @@ async fn run_stages(job: &Job, lake: &Lake, as_of: NaiveDate, plan: &RunPlan, re
             status,
             rows,
         });
-        tracing::info!(stage = stage.as_str(), seconds = format!("{:.2}", started.elapsed().as_secs_f64()), rows, "stage finished");
+        tracing::info!(
+            stage = stage.as_str(),
+            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            rows,
+            "stage finished"
+        );
         result?;
     }
     Ok(())
 }
 
 /// The ingest stage: every source of the job, then the quarantine gate.
-pub async fn ingest(job: &Job, lake: &Lake, as_of: NaiveDate, record: &mut RunRecord) -> Result<()> {
+pub async fn ingest(
+    job: &Job,
+    lake: &Lake,
+    as_of: NaiveDate,
+    record: &mut RunRecord,
+) -> Result<()> {
     let bar = crate::logging::progress(job.file.sources.len() as u64, "ingest");
     for source in &job.file.sources {
         if let Some(b) = &bar {
             b.set_message(source.name.clone());
         }
-        let counts = crmflow_ingest::ingest_source(lake, job, source, as_of).await.map_err(|e| match e {
-            crmflow_ingest::IngestError::MissingColumns { .. } => anyhow::Error::new(QualityGate(e.to_string())),
-            other => anyhow::Error::new(other).context(format!("source `{}`", source.name)),
-        })?;
+        let counts = crmflow_ingest::ingest_source(lake, job, source, as_of)
+            .await
+            .map_err(|e| match e {
+                crmflow_ingest::IngestError::MissingColumns { .. } => {
+                    anyhow::Error::new(QualityGate(e.to_string()))
+                }
+                other => anyhow::Error::new(other).context(format!("source `{}`", source.name)),
+            })?;
         tracing::info!(
             source = %counts.source,
             files = counts.files,
@@ -179,12 +243,20 @@ pub async fn ingest(job: &Job, lake: &Lake, as_of: NaiveDate, record: &mut RunRe
         b.finish_and_clear();
     }
     let limit = job.file.ingest.max_quarantine_ratio;
-    let failing: Vec<&SourceCounts> = record.sources.iter().filter(|s| s.quarantine_ratio() > limit).collect();
+    let failing: Vec<&SourceCounts> = record
+        .sources
+        .iter()
+        .filter(|s| s.quarantine_ratio() > limit)
+        .collect();
     if !failing.is_empty() {
         let detail: Vec<String> = failing
             .iter()
             .map(|s| {
-                let worst: Vec<String> = s.worst_files.iter().map(|(f, n)| format!("{f} ({n})")).collect();
+                let worst: Vec<String> = s
+                    .worst_files
+                    .iter()
+                    .map(|(f, n)| format!("{f} ({n})"))
+                    .collect();
                 format!(
                     "source `{}` quarantined {} of {} rows ({:.2}%); worst files: {}",
                     s.source,
@@ -216,7 +288,8 @@ pub async fn model_env(job: &Job, lake: &Lake, as_of: NaiveDate) -> Result<Model
     let vars = VarSet::new(&job.file.vars, as_of, job.business_tz);
     let raw = crmflow_ingest::canonical_tables();
     let source_names: Vec<String> = raw.iter().map(|(n, _)| n.to_string()).collect();
-    let project = Project::load(&job.models_dir(), &vars, &source_names).map_err(|e| UsageError(e.to_string()))?;
+    let project = Project::load(&job.models_dir(), &vars, &source_names)
+        .map_err(|e| UsageError(e.to_string()))?;
     let mut tables: Vec<LakeTable> = raw
         .iter()
         .map(|(name, schema)| LakeTable {
@@ -230,7 +303,11 @@ pub async fn model_env(job: &Job, lake: &Lake, as_of: NaiveDate) -> Result<Model
         .list("marts")
         .await?
         .into_iter()
-        .filter_map(|(p, _)| p.strip_prefix("marts/").and_then(|r| r.split('/').next()).map(str::to_string))
+        .filter_map(|(p, _)| {
+            p.strip_prefix("marts/")
+                .and_then(|r| r.split('/').next())
+                .map(str::to_string)
+        })
         .collect();
     for m in project.models.values() {
         if m.config.materialized == Materialization::Table && existing.contains(&m.name) {
@@ -266,7 +343,13 @@ pub struct ModelsOutcome {
 
 /// The models stage: selected models in order, each followed by its data tests; an
 /// error-level failure stops the models downstream of it.
-pub async fn models(job: &Job, lake: &Lake, as_of: NaiveDate, select: &[String], record: &mut RunRecord) -> Result<ModelsOutcome> {
+pub async fn models(
+    job: &Job,
+    lake: &Lake,
+    as_of: NaiveDate,
+    select: &[String],
+    record: &mut RunRecord,
+) -> Result<ModelsOutcome> {
     let env = model_env(job, lake, as_of).await?;
     let selected: BTreeSet<String> = env
         .project
@@ -313,7 +396,7 @@ pub async fn models(job: &Job, lake: &Lake, as_of: NaiveDate, select: &[String],
                 continue;
             }
         }
-        let tests = run_tests(&env.ctx, name, &model.config.tests).await;
+        let tests = run_tests(&env.ctx, name, &model.config.tests, &env.vars).await;
         for t in &tests {
             record.tests.push(TestRecord {
                 model: t.model.clone(),
@@ -334,7 +417,10 @@ pub async fn models(job: &Job, lake: &Lake, as_of: NaiveDate, select: &[String],
                 );
             }
         }
-        if tests.iter().any(|t| !t.passed() && t.severity == Severity::Error) {
+        if tests
+            .iter()
+            .any(|t| !t.passed() && t.severity == Severity::Error)
+        {
             blocked.extend(downstream(&env.project, name));
         }
         outcome.tests.extend(tests);
@@ -343,8 +429,16 @@ pub async fn models(job: &Job, lake: &Lake, as_of: NaiveDate, select: &[String],
         b.finish_and_clear();
     }
     if !outcome.failed.is_empty() {
-        let list: Vec<String> = outcome.failed.iter().map(|(m, e)| format!("{m}: {e}")).collect();
-        anyhow::bail!("{} model(s) failed: {}", outcome.failed.len(), list.join("; "));
+        let list: Vec<String> = outcome
+            .failed
+            .iter()
+            .map(|(m, e)| format!("{m}: {e}"))
+            .collect();
+        anyhow::bail!(
+            "{} model(s) failed: {}",
+            outcome.failed.len(),
+            list.join("; ")
+        );
     }
     let failing: Vec<String> = outcome
         .tests
@@ -357,7 +451,11 @@ pub async fn models(job: &Job, lake: &Lake, as_of: NaiveDate, select: &[String],
             "{} error-level data test(s) failed ({}); skipped downstream: {}",
             failing.len(),
             failing.join(", "),
-            if outcome.skipped.is_empty() { "none".to_string() } else { outcome.skipped.join(", ") }
+            if outcome.skipped.is_empty() {
+                "none".to_string()
+            } else {
+                outcome.skipped.join(", ")
+            }
         ))
         .into());
     }
@@ -374,13 +472,15 @@ fn downstream(project: &Project, name: &str) -> BTreeSet<String> {
 }
 
 /// Loads a job file; errors are usage errors (exit 2).
-pub fn load_job(path: &PathBuf) -> Result<Job> {
+pub fn load_job(path: &std::path::Path) -> Result<Job> {
     Job::load(path).map_err(|e| UsageError(e.to_string()).into())
 }
 
 /// The default `as_of`: yesterday in the business time zone.
 pub fn default_as_of(job: &Job) -> NaiveDate {
-    let today = chrono::Utc::now().with_timezone(&job.business_tz).date_naive();
+    let today = chrono::Utc::now()
+        .with_timezone(&job.business_tz)
+        .date_naive();
     today.pred_opt().unwrap_or(today)
 }
 

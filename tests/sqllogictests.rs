@@ -60,8 +60,17 @@ fn format_value(array: &dyn Array, row: usize, formatter: &ArrayFormatter) -> St
 
 fn column_type(dt: &DataType) -> DefaultColumnType {
     match dt {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => DefaultColumnType::Integer,
-        DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => DefaultColumnType::FloatingPoint,
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => DefaultColumnType::Integer,
+        DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => {
+            DefaultColumnType::FloatingPoint
+        }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DefaultColumnType::Text,
         _ => DefaultColumnType::Any,
     }
@@ -76,27 +85,45 @@ impl sqllogictest::AsyncDB for CrmflowDb {
         let trimmed = sql.trim().trim_end_matches(';').trim();
         let upper = trimmed.to_uppercase();
         if let Some(rest) = upper.strip_prefix("SET VAR ") {
-            let (name, _) = rest.split_once('=').ok_or_else(|| SltError("SET VAR <name> = <literal>".into()))?;
+            let (name, _) = rest
+                .split_once('=')
+                .ok_or_else(|| SltError("SET VAR <name> = <literal>".into()))?;
             let literal = trimmed[trimmed.find('=').unwrap_or(0) + 1..].trim();
             self.vars.set(&name.trim().to_lowercase(), literal);
             return Ok(DBOutput::StatementComplete(0));
         }
         let sql_text = if let Some(name) = upper.strip_prefix("CREATE MODEL ") {
             let name = name.trim().to_lowercase();
-            let model = self.project.models.get(&name).ok_or_else(|| SltError(format!("no model `{name}` under sql/")))?;
-            let body = self.vars.render(&model.sql, &model.path).map_err(|e| SltError(e.to_string()))?;
+            let model = self
+                .project
+                .models
+                .get(&name)
+                .ok_or_else(|| SltError(format!("no model `{name}` under sql/")))?;
+            let body = self
+                .vars
+                .render(&model.sql, &model.path)
+                .map_err(|e| SltError(e.to_string()))?;
             format!("CREATE TABLE {name} AS {body}")
         } else {
             trimmed.to_string()
         };
-        let df = self.ctx.sql(&sql_text).await.map_err(|e| SltError(e.to_string()))?;
-        let is_query = upper.starts_with("SELECT") || upper.starts_with("WITH") || upper.starts_with("VALUES");
+        let df = self
+            .ctx
+            .sql(&sql_text)
+            .await
+            .map_err(|e| SltError(e.to_string()))?;
+        let is_query =
+            upper.starts_with("SELECT") || upper.starts_with("WITH") || upper.starts_with("VALUES");
         let schema = df.schema().as_arrow().clone();
         let batches = df.collect().await.map_err(|e| SltError(e.to_string()))?;
         if !is_query {
             return Ok(DBOutput::StatementComplete(0));
         }
-        let types = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+        let types = schema
+            .fields()
+            .iter()
+            .map(|f| column_type(f.data_type()))
+            .collect();
         let opts = FormatOptions::default().with_null("NULL");
         let mut rows = vec![];
         for batch in &batches {
@@ -120,13 +147,17 @@ impl sqllogictest::AsyncDB for CrmflowDb {
         Ok(DBOutput::Rows { types, rows })
     }
 
+    async fn shutdown(&mut self) {}
+
     fn engine_name(&self) -> &str {
         "crmflow"
     }
 }
 
 fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
     paths.sort();
     for p in paths {
@@ -141,8 +172,11 @@ fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
 async fn new_db(project: Arc<Project>) -> Result<CrmflowDb, SltError> {
     let tz = chrono_tz::Europe::Moscow;
     let lake_dir = tempfile::tempdir().map_err(|e| SltError(e.to_string()))?;
-    let lake = Lake::open(lake_dir.path().to_str().unwrap_or("."), &Default::default()).map_err(|e| SltError(e.to_string()))?;
-    let ctx = build_context(&EngineConfig::default_for(tz), &lake, &[], &[]).await.map_err(|e| SltError(e.to_string()))?;
+    let lake = Lake::open(lake_dir.path().to_str().unwrap_or("."), &Default::default())
+        .map_err(|e| SltError(e.to_string()))?;
+    let ctx = build_context(&EngineConfig::default_for(tz), &lake, &[], &[])
+        .await
+        .map_err(|e| SltError(e.to_string()))?;
     let as_of = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap_or_default();
     Ok(CrmflowDb {
         ctx,
@@ -155,14 +189,29 @@ async fn new_db(project: Arc<Project>) -> Result<CrmflowDb, SltError> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let mut files = vec![];
     slt_files(&root.join("tests/slt"), &mut files);
-    files.retain(|f| filter.is_empty() || filter.iter().any(|x| f.to_string_lossy().contains(x.as_str())));
+    files.retain(|f| {
+        filter.is_empty()
+            || filter
+                .iter()
+                .any(|x| f.to_string_lossy().contains(x.as_str()))
+    });
     // Every model is known by name; table references are not checked here.
     let project = {
-        let vars = VarSet::new(&Vars::default(), NaiveDate::from_ymd_opt(2026, 11, 20).unwrap_or_default(), chrono_tz::Europe::Moscow);
-        let sources: Vec<String> = crmflow_ingest::canonical_tables().iter().map(|(n, _)| n.to_string()).collect();
+        let vars = VarSet::new(
+            &Vars::default(),
+            NaiveDate::from_ymd_opt(2026, 11, 20).unwrap_or_default(),
+            chrono_tz::Europe::Moscow,
+        );
+        let sources: Vec<String> = crmflow_ingest::canonical_tables()
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
         match Project::load(&root.join("sql"), &vars, &sources) {
             Ok(p) => Arc::new(p),
             Err(e) => {
@@ -173,7 +222,11 @@ async fn main() -> std::process::ExitCode {
     };
     let (mut passed, mut failed) = (0, 0);
     for file in &files {
-        let name = file.strip_prefix(&root).unwrap_or(file).display().to_string();
+        let name = file
+            .strip_prefix(&root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         let project = project.clone();
         let mut runner = sqllogictest::Runner::new(move || {
             let project = project.clone();

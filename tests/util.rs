@@ -21,7 +21,11 @@ pub fn run(args: &[&str], cwd: &Path) -> Output {
 }
 
 pub fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// The bundled nightly job, rewritten to use `lake` and the repository's sample.
@@ -31,7 +35,10 @@ pub fn job_with_lake(dir: &Path, lake: &Path) -> PathBuf {
     let text = text
         .replace("../crmflow-demo/lake", &lake.display().to_string())
         .replace("../data/sample", &sample.display().to_string())
-        .replace("\"../sql\"", &format!("\"{}\"", repo().join("sql").display()));
+        .replace(
+            "\"../sql\"",
+            &format!("\"{}\"", repo().join("sql").display()),
+        );
     let path = dir.join("job.toml");
     std::fs::write(&path, text).expect("write job");
     path
@@ -47,7 +54,10 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push((p.strip_prefix(dir).unwrap_or(&p).display().to_string(), std::fs::read(&p).expect("read")));
+                out.push((
+                    p.strip_prefix(dir).unwrap_or(&p).display().to_string(),
+                    std::fs::read(&p).expect("read"),
+                ));
             }
         }
     }

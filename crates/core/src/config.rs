@@ -322,7 +322,8 @@ impl Job {
             path: path.to_path_buf(),
             message,
         };
-        let file: JobFile = toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+        let file: JobFile =
+            toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
         let at = |span: std::ops::Range<usize>| format!("line {}", line_of(text, span.start));
 
         let tz_text = file.job.business_time_zone.get_ref();
@@ -375,7 +376,10 @@ impl Job {
                 transforms.join(", ")
             )));
         }
-        if vars.position_first + vars.position_last > 1.0 || vars.position_first < 0.0 || vars.position_last < 0.0 {
+        if vars.position_first + vars.position_last > 1.0
+            || vars.position_first < 0.0
+            || vars.position_last < 0.0
+        {
             return Err(invalid(
                 "keys `vars.position_first` and `vars.position_last`: must be >= 0 and sum to at most 1".into(),
             ));
@@ -384,7 +388,9 @@ impl Job {
             return Err(invalid("key `vars.half_life_days`: must be > 0".into()));
         }
         if !(0.0..=1.0).contains(&file.ingest.max_quarantine_ratio) {
-            return Err(invalid("key `ingest.max_quarantine_ratio`: must be between 0 and 1".into()));
+            return Err(invalid(
+                "key `ingest.max_quarantine_ratio`: must be between 0 and 1".into(),
+            ));
         }
         Ok(Job {
             path: path.to_path_buf(),
@@ -434,7 +440,11 @@ pub fn resolve_location(base: &Path, location: &str) -> String {
 
 fn resolve(base: &Path, location: &str) -> PathBuf {
     let p = Path::new(location);
-    let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
     normalize_path(&joined)
 }
 
@@ -496,9 +506,10 @@ mod tests {
 
     #[test]
     fn wrong_type_names_line() {
-        let err = parse("[job]\nname = \"n\"\nlake = \"lake\"\n[vars]\nlookback_days = \"thirty\"\n")
-            .unwrap_err()
-            .to_string();
+        let err =
+            parse("[job]\nname = \"n\"\nlake = \"lake\"\n[vars]\nlookback_days = \"thirty\"\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("line 5"), "{err}");
     }
 
@@ -509,7 +520,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("line 7") && err.contains("sources.location"), "{err}");
+        assert!(
+            err.contains("line 7") && err.contains("sources.location"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -37,10 +37,11 @@ pub fn open_store(
     options: &BTreeMap<String, String>,
 ) -> Result<(Arc<dyn ObjectStore>, Url, Path)> {
     let url = location_url(location)?;
-    let (store, path) = object_store::parse_url_opts(&url, options.iter()).map_err(|e| CoreError::Lake {
-        url: location.to_string(),
-        message: format!("cannot open the object store: {e}"),
-    })?;
+    let (store, path) =
+        object_store::parse_url_opts(&url, options.iter()).map_err(|e| CoreError::Lake {
+            url: location.to_string(),
+            message: format!("cannot open the object store: {e}"),
+        })?;
     let mut store_url = url.clone();
     store_url.set_path("/");
     store_url.set_query(None);
@@ -108,8 +109,17 @@ impl Lake {
 
     /// Object path of a lake-relative path (`raw/calls/dt=2026-11-20/part-0.parquet`).
     pub fn path(&self, relative: &str) -> Path {
-        let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_string()).collect();
-        parts.extend(relative.split('/').filter(|s| !s.is_empty()).map(str::to_string));
+        let mut parts: Vec<String> = self
+            .prefix
+            .parts()
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        parts.extend(
+            relative
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
         Path::from_iter(parts)
     }
 
@@ -121,7 +131,9 @@ impl Lake {
 
     /// Writes an object, replacing any previous one (atomic for a single object).
     pub async fn put(&self, relative: &str, bytes: Bytes) -> Result<()> {
-        self.store.put(&self.path(relative), PutPayload::from(bytes)).await?;
+        self.store
+            .put(&self.path(relative), PutPayload::from(bytes))
+            .await?;
         Ok(())
     }
 
@@ -200,17 +212,37 @@ mod tests {
     async fn local_lake_put_get_list_create_only() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path().to_str().unwrap(), &BTreeMap::new()).unwrap();
-        lake.put("raw/t/dt=2026-01-01/part-0.parquet", Bytes::from_static(b"x"))
-            .await
-            .unwrap();
-        assert!(lake.put_if_absent("_leases/j.json", Bytes::from_static(b"1")).await.unwrap());
-        assert!(!lake.put_if_absent("_leases/j.json", Bytes::from_static(b"2")).await.unwrap());
-        assert_eq!(lake.get("_leases/j.json").await.unwrap().unwrap(), Bytes::from_static(b"1"));
+        lake.put(
+            "raw/t/dt=2026-01-01/part-0.parquet",
+            Bytes::from_static(b"x"),
+        )
+        .await
+        .unwrap();
+        assert!(
+            lake.put_if_absent("_leases/j.json", Bytes::from_static(b"1"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !lake
+                .put_if_absent("_leases/j.json", Bytes::from_static(b"2"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            lake.get("_leases/j.json").await.unwrap().unwrap(),
+            Bytes::from_static(b"1")
+        );
         let listed = lake.list("raw").await.unwrap();
         assert_eq!(listed[0].0, "raw/t/dt=2026-01-01/part-0.parquet");
         assert!(lake.url_of("raw/t").starts_with("file:///"));
         assert!(lake.url_of("raw/t").ends_with("/raw/t/"));
         assert_eq!(lake.delete_prefix("raw").await.unwrap(), 1);
-        assert_eq!(lake.get("raw/t/dt=2026-01-01/part-0.parquet").await.unwrap(), None);
+        assert_eq!(
+            lake.get("raw/t/dt=2026-01-01/part-0.parquet")
+                .await
+                .unwrap(),
+            None
+        );
     }
 }

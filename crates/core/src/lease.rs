@@ -61,7 +61,12 @@ fn lease_path(job: &str) -> String {
 
 impl Lease {
     /// Takes the lease of `job` or fails with [`CoreError::LeaseHeld`] naming the holder.
-    pub async fn acquire(lake: &Lake, job: &str, run_id: &str, stale_after: Duration) -> Result<Lease> {
+    pub async fn acquire(
+        lake: &Lake,
+        job: &str,
+        run_id: &str,
+        stale_after: Duration,
+    ) -> Result<Lease> {
         let path = lease_path(job);
         let holder = LeaseHolder::this_process(job, run_id);
         let body = Bytes::from(serde_json::to_vec_pretty(&holder)?);
@@ -121,9 +126,18 @@ mod tests {
         let lake = Lake::open(dir.path().to_str().unwrap(), &BTreeMap::new()).unwrap();
         let hour = Duration::from_secs(3600);
         let first = Lease::acquire(&lake, "nightly", "r1", hour).await.unwrap();
-        let err = Lease::acquire(&lake, "nightly", "r2", hour).await.unwrap_err().to_string();
-        assert!(err.contains("already running") && err.contains("r1"), "{err}");
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        let err = Lease::acquire(&lake, "nightly", "r2", hour)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("already running") && err.contains("r1"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         first.release().await.unwrap();
         Lease::acquire(&lake, "nightly", "r3", hour).await.unwrap();
     }
@@ -134,10 +148,15 @@ mod tests {
         let lake = Lake::open(dir.path().to_str().unwrap(), &BTreeMap::new()).unwrap();
         let mut old = LeaseHolder::this_process("nightly", "old");
         old.started_at = Utc::now() - chrono::Duration::hours(10);
-        lake.put("_leases/nightly.json", Bytes::from(serde_json::to_vec(&old).unwrap()))
+        lake.put(
+            "_leases/nightly.json",
+            Bytes::from(serde_json::to_vec(&old).unwrap()),
+        )
+        .await
+        .unwrap();
+        let lease = Lease::acquire(&lake, "nightly", "new", Duration::from_secs(3600))
             .await
             .unwrap();
-        let lease = Lease::acquire(&lake, "nightly", "new", Duration::from_secs(3600)).await.unwrap();
         assert_eq!(lease.holder.run_id, "new");
     }
 }

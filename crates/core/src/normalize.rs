@@ -97,10 +97,11 @@ pub fn decimal(raw: &str) -> Option<f64> {
 /// An integer, accepting a trailing `.0` and a decimal comma written by spreadsheets.
 pub fn integer(raw: &str) -> Option<i64> {
     let value = text(raw)?;
-    value
-        .parse::<i64>()
-        .ok()
-        .or_else(|| decimal(value).filter(|v| v.fract() == 0.0).map(|v| v as i64))
+    value.parse::<i64>().ok().or_else(|| {
+        decimal(value)
+            .filter(|v| v.fract() == 0.0)
+            .map(|v| v as i64)
+    })
 }
 
 /// Local-time layouts seen in the exports, tried in order.
@@ -127,10 +128,10 @@ const OFFSET_FORMATS: &[&str] = &[
 /// earlier instant, a non-existent one (spring gap) is unparseable.
 pub fn timestamp_micros(raw: &str, tz: Tz) -> Option<i64> {
     let value = text(raw)?;
-    if value.ends_with('Z') || value.ends_with("+00:00") {
-        if let Ok(dt) = DateTime::parse_from_rfc3339(value) {
-            return Some(dt.with_timezone(&Utc).timestamp_micros());
-        }
+    if (value.ends_with('Z') || value.ends_with("+00:00"))
+        && let Ok(dt) = DateTime::parse_from_rfc3339(value)
+    {
+        return Some(dt.with_timezone(&Utc).timestamp_micros());
     }
     for f in OFFSET_FORMATS {
         if let Ok(dt) = DateTime::parse_from_str(value, f) {
@@ -195,8 +196,18 @@ mod tests {
     #[test]
     fn placeholders_are_null_after_trim_case_insensitive() {
         for p in [
-            "", "  ", "\t", "(not set)", " (NOT SET) ", "(not provided)", "<не указано>",
-            "‹не указано>", "<НЕ ЗАПОЛНЕНО>", "‹не заполнено>", "-", " - ",
+            "",
+            "  ",
+            "\t",
+            "(not set)",
+            " (NOT SET) ",
+            "(not provided)",
+            "<не указано>",
+            "‹не указано>",
+            "<НЕ ЗАПОЛНЕНО>",
+            "‹не заполнено>",
+            "-",
+            " - ",
         ] {
             assert_eq!(text(p), None, "{p:?}");
         }
@@ -207,7 +218,12 @@ mod tests {
 
     #[test]
     fn phones_follow_the_spec_rule() {
-        for raw in ["8 912 345-67-89", "+7 (912) 345-67-89", "79123456789", "9123456789"] {
+        for raw in [
+            "8 912 345-67-89",
+            "+7 (912) 345-67-89",
+            "79123456789",
+            "9123456789",
+        ] {
             assert_eq!(phone(raw).as_deref(), Some("+79123456789"), "{raw}");
         }
         assert_eq!(phone("+44 20 7946 0958").as_deref(), Some("+442079460958"));
@@ -224,14 +240,20 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_lowercased_and_validated() {
-        assert_eq!(email(" Anna@Example.COM ").as_deref(), Some("anna@example.com"));
+        assert_eq!(
+            email(" Anna@Example.COM ").as_deref(),
+            Some("anna@example.com")
+        );
         assert_eq!(email("a@b"), None, "domain without a dot");
         assert_eq!(email("@b.ru"), None, "empty local part");
         assert_eq!(email("a@@b.ru"), None);
         assert_eq!(email("a b@c.ru"), None);
         assert_eq!(email("a@b@c.ru"), None);
         assert_eq!(email("-"), None);
-        assert_eq!(email("first.last+tag@gmail.com").as_deref(), Some("first.last+tag@gmail.com"));
+        assert_eq!(
+            email("first.last+tag@gmail.com").as_deref(),
+            Some("first.last+tag@gmail.com")
+        );
     }
 
     #[test]
@@ -260,13 +282,33 @@ mod tests {
     fn local_times_use_the_tz_database() {
         // 2013: Moscow was UTC+4 all year.
         let t = timestamp_micros("2013-07-01 12:00:00", MSK).unwrap();
-        assert_eq!(DateTime::<Utc>::from_timestamp_micros(t).unwrap().to_rfc3339(), "2013-07-01T08:00:00+00:00");
+        assert_eq!(
+            DateTime::<Utc>::from_timestamp_micros(t)
+                .unwrap()
+                .to_rfc3339(),
+            "2013-07-01T08:00:00+00:00"
+        );
         let t = timestamp_micros("30/06/2023 18:11:56", MSK).unwrap();
-        assert_eq!(DateTime::<Utc>::from_timestamp_micros(t).unwrap().to_rfc3339(), "2023-06-30T15:11:56+00:00");
+        assert_eq!(
+            DateTime::<Utc>::from_timestamp_micros(t)
+                .unwrap()
+                .to_rfc3339(),
+            "2023-06-30T15:11:56+00:00"
+        );
         let t = timestamp_micros("2026-11-20 14:03:11 +0300", MSK).unwrap();
-        assert_eq!(DateTime::<Utc>::from_timestamp_micros(t).unwrap().to_rfc3339(), "2026-11-20T11:03:11+00:00");
+        assert_eq!(
+            DateTime::<Utc>::from_timestamp_micros(t)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-20T11:03:11+00:00"
+        );
         let t = timestamp_micros("2026-11-20T11:03:11Z", MSK).unwrap();
-        assert_eq!(DateTime::<Utc>::from_timestamp_micros(t).unwrap().to_rfc3339(), "2026-11-20T11:03:11+00:00");
+        assert_eq!(
+            DateTime::<Utc>::from_timestamp_micros(t)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-20T11:03:11+00:00"
+        );
         assert_eq!(timestamp_micros("yesterday", MSK), None);
         assert_eq!(timestamp_micros("", MSK), None);
     }

@@ -128,8 +128,11 @@ impl RunRecord {
 
     /// Writes (or rewrites) the record into the lake.
     pub async fn save(&self, lake: &Lake) -> Result<()> {
-        lake.put(&Self::path(&self.run_id), Bytes::from(serde_json::to_vec_pretty(self)?))
-            .await
+        lake.put(
+            &Self::path(&self.run_id),
+            Bytes::from(serde_json::to_vec_pretty(self)?),
+        )
+        .await
     }
 
     /// Every run record in the lake, oldest first; unreadable ones are skipped with a warning.
@@ -139,18 +142,29 @@ impl RunRecord {
             if !path.ends_with(".json") {
                 continue;
             }
-            let Some(bytes) = lake.get(&path).await? else { continue };
+            let Some(bytes) = lake.get(&path).await? else {
+                continue;
+            };
             match serde_json::from_slice::<RunRecord>(&bytes) {
                 Ok(r) => out.push(r),
                 Err(e) => tracing::warn!(path, error = %e, "skipping an unreadable run record"),
             }
         }
-        out.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.run_id.cmp(&b.run_id)));
+        out.sort_by(|a, b| {
+            a.started_at
+                .cmp(&b.started_at)
+                .then(a.run_id.cmp(&b.run_id))
+        });
         Ok(out)
     }
 }
 
 /// A new run id: UTC start time plus the pid, sortable and unique per host.
 pub fn new_run_id(job: &str) -> String {
-    format!("{}-{}-{}", job, Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id())
+    format!(
+        "{}-{}-{}",
+        job,
+        Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        std::process::id()
+    )
 }

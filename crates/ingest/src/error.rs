@@ -12,13 +12,23 @@ pub enum IngestError {
     #[error(
         "{file}: not a {kind} export: missing column(s) {missing}; check the source's `kind` and that the file is the right export"
     )]
-    MissingColumns { file: String, kind: String, missing: String },
+    MissingColumns {
+        file: String,
+        kind: String,
+        missing: String,
+    },
     #[error("{file}: {message}")]
     Format { file: String, message: String },
     #[error("writing {table}: {message}")]
     Write { table: String, message: String },
     #[error(transparent)]
-    Core(#[from] crmflow_core::CoreError),
+    Core(Box<crmflow_core::CoreError>),
+}
+
+impl From<crmflow_core::CoreError> for IngestError {
+    fn from(e: crmflow_core::CoreError) -> Self {
+        IngestError::Core(Box::new(e))
+    }
 }
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;

@@ -21,17 +21,25 @@ pub struct InputFile {
 #[derive(Debug, Clone)]
 enum Location {
     Local(std::path::PathBuf),
-    Object(std::sync::Arc<dyn object_store::ObjectStore>, object_store::path::Path),
+    Object(
+        std::sync::Arc<dyn object_store::ObjectStore>,
+        object_store::path::Path,
+    ),
 }
 
 impl InputFile {
     /// Reads the whole file.
     pub async fn read(&self) -> Result<Bytes> {
         match &self.location {
-            Location::Local(path) => tokio::fs::read(path).await.map(Bytes::from).map_err(|e| IngestError::Read {
-                file: self.name.clone(),
-                message: e.to_string(),
-            }),
+            Location::Local(path) => {
+                tokio::fs::read(path)
+                    .await
+                    .map(Bytes::from)
+                    .map_err(|e| IngestError::Read {
+                        file: self.name.clone(),
+                        message: e.to_string(),
+                    })
+            }
             Location::Object(store, path) => {
                 let got = store.get(path).await.map_err(|e| IngestError::Read {
                     file: self.name.clone(),
@@ -63,7 +71,10 @@ impl InputFile {
 
 /// Every file a location names, sorted by path name (the order in which the last
 /// occurrence of a key wins).
-pub async fn list_inputs(location: &str, options: &BTreeMap<String, String>) -> Result<Vec<InputFile>> {
+pub async fn list_inputs(
+    location: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<Vec<InputFile>> {
     let mut files = if location.contains("://") && !location.starts_with("file://") {
         list_object_store(location, options).await?
     } else {
@@ -103,7 +114,10 @@ fn list_local(location: &str) -> Result<Vec<InputFile>> {
         .collect()
 }
 
-async fn list_object_store(location: &str, options: &BTreeMap<String, String>) -> Result<Vec<InputFile>> {
+async fn list_object_store(
+    location: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<Vec<InputFile>> {
     let wildcard = location.find(['*', '?', '[']);
     let listed_part = match wildcard {
         Some(i) => &location[..location[..i].rfind('/').map(|j| j + 1).unwrap_or(i)],

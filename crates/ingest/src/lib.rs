@@ -24,7 +24,12 @@ use stage::Staging;
 
 /// Ingests one source of a job for `as_of`: replaces the date partitions it has rows
 /// for and its quarantine partition of `as_of`; returns the counts.
-pub async fn ingest_source(lake: &Lake, job: &Job, source: &SourceConfig, as_of: NaiveDate) -> Result<SourceCounts> {
+pub async fn ingest_source(
+    lake: &Lake,
+    job: &Job,
+    source: &SourceConfig,
+    as_of: NaiveDate,
+) -> Result<SourceCounts> {
     let location = job.source_location(source);
     let files = inputs::list_inputs(&location, &source.storage_options).await?;
     let opts = ParseOptions {
@@ -52,9 +57,14 @@ pub async fn ingest_source(lake: &Lake, job: &Job, source: &SourceConfig, as_of:
     counts.tables = tables;
     let mut per_file: std::collections::BTreeMap<&str, u64> = Default::default();
     for q in &staging.quarantine {
-        *per_file.entry(staging.file_names[q.file as usize].as_str()).or_default() += 1;
+        *per_file
+            .entry(staging.file_names[q.file as usize].as_str())
+            .or_default() += 1;
     }
-    let mut worst: Vec<(String, u64)> = per_file.into_iter().map(|(f, n)| (f.to_string(), n)).collect();
+    let mut worst: Vec<(String, u64)> = per_file
+        .into_iter()
+        .map(|(f, n)| (f.to_string(), n))
+        .collect();
     worst.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     worst.truncate(5);
     counts.worst_files = worst;
@@ -88,5 +98,9 @@ pub fn tables_of(kind: crmflow_core::config::SourceKind) -> Vec<&'static str> {
         delimiter: None,
         cost_in_micros: true,
     };
-    format_for(kind, opts).tables().iter().map(|t| t.name).collect()
+    format_for(kind, opts)
+        .tables()
+        .iter()
+        .map(|t| t.name)
+        .collect()
 }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, ListBuilder,
-    StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder,
+    ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -34,7 +34,11 @@ pub fn f64_list_type() -> DataType {
 pub fn with_lineage(schema: &SchemaRef) -> SchemaRef {
     let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
     fields.push(Arc::new(Field::new("_source_file", DataType::Utf8, false)));
-    fields.push(Arc::new(Field::new("_source_line", DataType::UInt64, false)));
+    fields.push(Arc::new(Field::new(
+        "_source_line",
+        DataType::UInt64,
+        false,
+    )));
     Arc::new(Schema::new(fields))
 }
 
@@ -56,7 +60,9 @@ impl Col {
             DataType::Int64 => Col::I64(Int64Builder::new()),
             DataType::Float64 => Col::F64(Float64Builder::new()),
             DataType::Boolean => Col::Bool(BooleanBuilder::new()),
-            DataType::Timestamp(..) => Col::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            DataType::Timestamp(..) => {
+                Col::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
             DataType::Date32 => Col::Date(Date32Builder::new()),
             DataType::List(f) if f.data_type() == &DataType::Float64 => {
                 Col::F64List(ListBuilder::new(Float64Builder::new()))
@@ -107,7 +113,11 @@ pub struct TableStage {
 
 impl TableStage {
     pub fn new(name: &'static str, schema: SchemaRef) -> Self {
-        let cols = schema.fields().iter().map(|f| Col::for_type(f.data_type())).collect();
+        let cols = schema
+            .fields()
+            .iter()
+            .map(|f| Col::for_type(f.data_type()))
+            .collect();
         Self {
             name,
             schema,
@@ -125,7 +135,10 @@ impl TableStage {
         self.files.push(file);
         self.lines.push(line);
         self.alive.push(true);
-        RowWriter { stage: self, col: 0 }
+        RowWriter {
+            stage: self,
+            col: 0,
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -144,7 +157,12 @@ impl TableStage {
         let mut file_col = StringBuilder::new();
         let mut line_col = UInt64Builder::new();
         for (f, l) in self.files.iter().zip(&self.lines) {
-            file_col.append_value(file_names.get(*f as usize).map(String::as_str).unwrap_or(""));
+            file_col.append_value(
+                file_names
+                    .get(*f as usize)
+                    .map(String::as_str)
+                    .unwrap_or(""),
+            );
             line_col.append_value(*l);
         }
         arrays.push(Arc::new(file_col.finish()));
@@ -202,7 +220,11 @@ impl RowWriter<'_> {
     pub fn str(mut self, value: Option<&str>) -> Self {
         match self.stage.cols.get_mut(self.col) {
             Some(Col::Str(b)) => b.append_option(value),
-            _ => debug_assert!(false, "{}: column {} is not text", self.stage.name, self.col),
+            _ => debug_assert!(
+                false,
+                "{}: column {} is not text",
+                self.stage.name, self.col
+            ),
         }
         self.col += 1;
         self
@@ -219,7 +241,11 @@ impl RowWriter<'_> {
                 }
                 None => b.append(false),
             },
-            _ => debug_assert!(false, "{}: column {} is not a text list", self.stage.name, self.col),
+            _ => debug_assert!(
+                false,
+                "{}: column {} is not a text list",
+                self.stage.name, self.col
+            ),
         }
         self.col += 1;
         self
@@ -236,7 +262,11 @@ impl RowWriter<'_> {
                 }
                 None => b.append(false),
             },
-            _ => debug_assert!(false, "{}: column {} is not a float list", self.stage.name, self.col),
+            _ => debug_assert!(
+                false,
+                "{}: column {} is not a float list",
+                self.stage.name, self.col
+            ),
         }
         self.col += 1;
         self
@@ -244,8 +274,18 @@ impl RowWriter<'_> {
 
     /// Ends the row; checks in debug builds that every column was filled.
     pub fn end(self) -> u32 {
-        debug_assert_eq!(self.col, self.stage.cols.len(), "{}: row not complete", self.stage.name);
-        debug_assert!(self.stage.cols.iter().all(|c| c.len() == self.stage.alive.len()));
+        debug_assert_eq!(
+            self.col,
+            self.stage.cols.len(),
+            "{}: row not complete",
+            self.stage.name
+        );
+        debug_assert!(
+            self.stage
+                .cols
+                .iter()
+                .all(|c| c.len() == self.stage.alive.len())
+        );
         (self.stage.alive.len() - 1) as u32
     }
 }
@@ -332,7 +372,15 @@ impl Staging {
     }
 
     /// Quarantines a row (it counts as read).
-    pub fn quarantine(&mut self, file: u32, line: u64, raw: &str, column: Option<&str>, reason: Reason, message: String) {
+    pub fn quarantine(
+        &mut self,
+        file: u32,
+        line: u64,
+        raw: &str,
+        column: Option<&str>,
+        reason: Reason,
+        message: String,
+    ) {
         self.counts.rows_read += 1;
         self.counts.rows_quarantined += 1;
         self.quarantine.push(Quarantined {

@@ -13,11 +13,19 @@ use crmflow_core::config::TextEncoding;
 pub fn decode(bytes: &[u8], encoding: TextEncoding) -> Cow<'_, str> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match encoding {
-        TextEncoding::Windows1251 => encoding_rs::WINDOWS_1251.decode_without_bom_handling(bytes).0,
+        TextEncoding::Windows1251 => {
+            encoding_rs::WINDOWS_1251
+                .decode_without_bom_handling(bytes)
+                .0
+        }
         TextEncoding::Utf8 => String::from_utf8_lossy(bytes),
         TextEncoding::Auto => match std::str::from_utf8(bytes) {
             Ok(text) => Cow::Borrowed(text),
-            Err(_) => encoding_rs::WINDOWS_1251.decode_without_bom_handling(bytes).0,
+            Err(_) => {
+                encoding_rs::WINDOWS_1251
+                    .decode_without_bom_handling(bytes)
+                    .0
+            }
         },
     }
 }
@@ -67,8 +75,18 @@ impl Header {
 
     /// The names of `required` missing from this header, comma-separated; `None` if all present.
     pub fn missing(&self, required: &[&str]) -> Option<String> {
-        let missing: Vec<&str> = required.iter().copied().filter(|r| self.col(r).is_none()).collect();
-        (!missing.is_empty()).then(|| missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "))
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|r| self.col(r).is_none())
+            .collect();
+        (!missing.is_empty()).then(|| {
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
     }
 }
 
@@ -118,7 +136,9 @@ impl<'a> Delimited<'a> {
         }
         let body = &text[base..];
         let first_line = body.lines().next()?;
-        let delimiter = opts.delimiter.unwrap_or_else(|| detect_delimiter(first_line));
+        let delimiter = opts
+            .delimiter
+            .unwrap_or_else(|| detect_delimiter(first_line));
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             .quoting(opts.quoting)
@@ -163,7 +183,10 @@ impl<'a> Iterator for Delimited<'a> {
             let mut fields = csv::StringRecord::new();
             let result = self.reader.read_record(&mut fields);
             let end = self.reader.position().byte() as usize;
-            let span = self.text.get(start.byte() as usize..end.min(self.text.len())).unwrap_or("");
+            let span = self
+                .text
+                .get(start.byte() as usize..end.min(self.text.len()))
+                .unwrap_or("");
             // The reader skips blank lines; the record starts after them.
             let body = span.trim_start_matches(['\r', '\n']);
             let skipped = span[..span.len() - body.len()].matches('\n').count() as u64;
@@ -172,7 +195,11 @@ impl<'a> Iterator for Delimited<'a> {
             return match result {
                 Ok(false) => None,
                 // A blank line is no record.
-                Ok(true) if fields.len() == 1 && fields.get(0).is_some_and(|f| f.trim().is_empty()) => continue,
+                Ok(true)
+                    if fields.len() == 1 && fields.get(0).is_some_and(|f| f.trim().is_empty()) =>
+                {
+                    continue;
+                }
                 Ok(true) => Some(Ok(Record { line, raw, fields })),
                 Err(e) => {
                     if end as u64 <= start.byte() {
@@ -327,10 +354,22 @@ mod tests {
     #[test]
     fn clickhouse_arrays() {
         assert_eq!(clickhouse_array("[]"), Some(vec![]));
-        assert_eq!(clickhouse_array("[1,2]"), Some(vec!["1".into(), "2".into()]));
-        assert_eq!(clickhouse_array("['1001','1002']"), Some(vec!["1001".into(), "1002".into()]));
-        assert_eq!(clickhouse_array(r"['a\'b', 'c,d']"), Some(vec!["a'b".into(), "c,d".into()]));
-        assert_eq!(clickhouse_array("[1234.5,99]"), Some(vec!["1234.5".into(), "99".into()]));
+        assert_eq!(
+            clickhouse_array("[1,2]"),
+            Some(vec!["1".into(), "2".into()])
+        );
+        assert_eq!(
+            clickhouse_array("['1001','1002']"),
+            Some(vec!["1001".into(), "1002".into()])
+        );
+        assert_eq!(
+            clickhouse_array(r"['a\'b', 'c,d']"),
+            Some(vec!["a'b".into(), "c,d".into()])
+        );
+        assert_eq!(
+            clickhouse_array("[1234.5,99]"),
+            Some(vec!["1234.5".into(), "99".into()])
+        );
         assert_eq!(clickhouse_array("['open"), None);
         assert_eq!(clickhouse_array("1,2"), None);
         assert_eq!(clickhouse_array("[1,,2]"), None);

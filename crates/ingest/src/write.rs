@@ -39,7 +39,8 @@ pub fn parquet_bytes(table: &str, batches: &[RecordBatch]) -> Result<Bytes> {
             message: "no batch to write".into(),
         })?;
     let mut buf = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(writer_properties())).map_err(err)?;
+    let mut writer =
+        ArrowWriter::try_new(&mut buf, schema, Some(writer_properties())).map_err(err)?;
     for b in batches {
         writer.write(b).map_err(err)?;
     }
@@ -55,7 +56,11 @@ pub fn date_string(days: i32) -> String {
 }
 
 /// Writes every staged table of a source; returns rows written per table.
-pub async fn write_tables(lake: &Lake, source: &str, staging: &mut Staging) -> Result<BTreeMap<String, u64>> {
+pub async fn write_tables(
+    lake: &Lake,
+    source: &str,
+    staging: &mut Staging,
+) -> Result<BTreeMap<String, u64>> {
     let mut written = BTreeMap::new();
     let file_names = staging.file_names.clone();
     for stage in &mut staging.tables {
@@ -66,12 +71,18 @@ pub async fn write_tables(lake: &Lake, source: &str, staging: &mut Staging) -> R
         }
         for (date, rows) in &by_date {
             let indices = UInt64Array::from(rows.clone());
-            let part = arrow::compute::take_record_batch(&batch, &indices).map_err(|e| IngestError::Write {
-                table: stage.name.to_string(),
-                message: e.to_string(),
+            let part = arrow::compute::take_record_batch(&batch, &indices).map_err(|e| {
+                IngestError::Write {
+                    table: stage.name.to_string(),
+                    message: e.to_string(),
+                }
             })?;
             let bytes = parquet_bytes(stage.name, &[part])?;
-            let path = format!("raw/{}/dt={}/{source}.parquet", stage.name, date_string(*date));
+            let path = format!(
+                "raw/{}/dt={}/{source}.parquet",
+                stage.name,
+                date_string(*date)
+            );
             lake.put(&path, bytes).await?;
         }
         written.insert(stage.name.to_string(), batch.num_rows() as u64);
@@ -93,7 +104,12 @@ pub fn quarantine_schema() -> Arc<Schema> {
 }
 
 /// Replaces the quarantine partition of `as_of` for a source (removes it when empty).
-pub async fn write_quarantine(lake: &Lake, source: &str, as_of: &str, staging: &Staging) -> Result<()> {
+pub async fn write_quarantine(
+    lake: &Lake,
+    source: &str,
+    as_of: &str,
+    staging: &Staging,
+) -> Result<()> {
     let path = format!("quarantine/{source}/dt={as_of}/part-0.parquet");
     if staging.quarantine.is_empty() {
         lake.delete(&path).await?;
@@ -110,7 +126,13 @@ pub async fn write_quarantine(lake: &Lake, source: &str, as_of: &str, staging: &
     );
     for q in &staging.quarantine {
         s.append_value(source);
-        f.append_value(staging.file_names.get(q.file as usize).map(String::as_str).unwrap_or(""));
+        f.append_value(
+            staging
+                .file_names
+                .get(q.file as usize)
+                .map(String::as_str)
+                .unwrap_or(""),
+        );
         l.append_value(q.line);
         r.append_value(&q.raw);
         c.append_option(q.column.as_deref());
@@ -133,6 +155,7 @@ pub async fn write_quarantine(lake: &Lake, source: &str, as_of: &str, staging: &
         table: "quarantine".into(),
         message: e.to_string(),
     })?;
-    lake.put(&path, parquet_bytes("quarantine", &[batch])?).await?;
+    lake.put(&path, parquet_bytes("quarantine", &[batch])?)
+        .await?;
     Ok(())
 }

@@ -15,6 +15,7 @@ use datafusion::prelude::SessionContext;
 use serde::Deserialize;
 
 use crate::error::Result;
+use crate::vars::VarSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -76,18 +77,34 @@ impl DataTest {
         let m = quote_ident(model);
         let mut kinds = vec![];
         if let Some(cols) = &self.unique {
-            let list = cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+            let list = cols
+                .iter()
+                .map(|c| quote_ident(c))
+                .collect::<Vec<_>>()
+                .join(", ");
             kinds.push((
                 format!("unique({})", cols.join(", ")),
                 format!("SELECT {list}, count(*) AS occurrences FROM {m} GROUP BY {list} HAVING count(*) > 1"),
             ));
         }
         if let Some(cols) = &self.not_null {
-            let cond = cols.iter().map(|c| format!("{} IS NULL", quote_ident(c))).collect::<Vec<_>>().join(" OR ");
-            kinds.push((format!("not_null({})", cols.join(", ")), format!("SELECT * FROM {m} WHERE {cond}")));
+            let cond = cols
+                .iter()
+                .map(|c| format!("{} IS NULL", quote_ident(c)))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            kinds.push((
+                format!("not_null({})", cols.join(", ")),
+                format!("SELECT * FROM {m} WHERE {cond}"),
+            ));
         }
         if let Some(a) = &self.accepted_values {
-            let values = a.values.iter().map(|v| crate::vars::quote(v)).collect::<Vec<_>>().join(", ");
+            let values = a
+                .values
+                .iter()
+                .map(|v| crate::vars::quote(v))
+                .collect::<Vec<_>>()
+                .join(", ");
             let c = quote_ident(&a.column);
             kinds.push((
                 format!("accepted_values({})", a.column),
@@ -107,10 +124,16 @@ impl DataTest {
             ));
         }
         if let Some(e) = &self.expression {
-            kinds.push((format!("expression({e})"), format!("SELECT * FROM {m} WHERE NOT COALESCE(({e}), false)")));
+            kinds.push((
+                format!("expression({e})"),
+                format!("SELECT * FROM {m} WHERE NOT COALESCE(({e}), false)"),
+            ));
         }
         if let Some(q) = &self.query {
-            kinds.push(("query".to_string(), q.trim().trim_end_matches(';').to_string()));
+            kinds.push((
+                "query".to_string(),
+                q.trim().trim_end_matches(';').to_string(),
+            ));
         }
         match kinds.len() {
             1 => {
@@ -142,11 +165,21 @@ impl TestOutcome {
     }
 }
 
-/// Runs the tests of a model.
-pub async fn run_tests(ctx: &SessionContext, model: &str, tests: &[DataTest]) -> Vec<TestOutcome> {
+/// Runs the tests of a model; run variables (`{{ var('...') }}`) in their SQL are filled in.
+pub async fn run_tests(
+    ctx: &SessionContext,
+    model: &str,
+    tests: &[DataTest],
+    vars: &VarSet,
+) -> Vec<TestOutcome> {
     let mut out = vec![];
     for t in tests {
-        let (name, sql) = match t.compile(model) {
+        let compiled = t.compile(model).and_then(|(name, sql)| {
+            vars.render(&sql, std::path::Path::new(&format!("{model}.toml")))
+                .map(|sql| (name, sql))
+                .map_err(|e| e.to_string())
+        });
+        let (name, sql) = match compiled {
             Ok(x) => x,
             Err(e) => {
                 out.push(TestOutcome {
@@ -184,12 +217,22 @@ pub async fn run_tests(ctx: &SessionContext, model: &str, tests: &[DataTest]) ->
 }
 
 async fn run_one(ctx: &SessionContext, sql: &str) -> Result<(u64, String)> {
-    let failing = ctx.sql(&format!("SELECT count(*) FROM ({sql})")).await?.collect().await?;
+    let failing = ctx
+        .sql(&format!("SELECT count(*) FROM ({sql})"))
+        .await?
+        .collect()
+        .await?;
     let n = failing
         .first()
-        .and_then(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>())
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        })
         .map(|a| a.value(0) as u64)
-        .unwrap_or(0);
+        .ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal("count(*) returned no Int64".into())
+        })?;
     if n == 0 {
         return Ok((0, String::new()));
     }

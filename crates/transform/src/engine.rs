@@ -11,7 +11,9 @@ use chrono_tz::Tz;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -35,11 +37,18 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    pub fn from_settings(settings: &EngineSettings, business_tz: Tz, base_dir: &std::path::Path) -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    pub fn from_settings(
+        settings: &EngineSettings,
+        business_tz: Tz,
+        base_dir: &std::path::Path,
+    ) -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         Self {
             business_tz,
-            memory_limit: (settings.memory_limit_mb > 0).then(|| (settings.memory_limit_mb as usize) << 20),
+            memory_limit: (settings.memory_limit_mb > 0)
+                .then_some((settings.memory_limit_mb as usize) << 20),
             spill_dir: settings.spill_dir.as_ref().map(|d| base_dir.join(d)),
             target_partitions: settings.target_partitions.unwrap_or(cores).max(1),
             batch_size: settings.batch_size.max(1024),
@@ -48,7 +57,11 @@ impl EngineConfig {
 
     /// Defaults for tests and `crmflow query` without a job.
     pub fn default_for(business_tz: Tz) -> Self {
-        Self::from_settings(&EngineSettings::default(), business_tz, std::path::Path::new("."))
+        Self::from_settings(
+            &EngineSettings::default(),
+            business_tz,
+            std::path::Path::new("."),
+        )
     }
 }
 
@@ -83,8 +96,15 @@ pub async fn build_session_state(
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(true);
     session_config.options_mut().execution.time_zone = Some("UTC".to_string());
-    session_config.options_mut().execution.parquet.pushdown_filters = true;
-    session_config.options_mut().sql_parser.enable_ident_normalization = true;
+    session_config
+        .options_mut()
+        .execution
+        .parquet
+        .pushdown_filters = true;
+    session_config
+        .options_mut()
+        .sql_parser
+        .enable_ident_normalization = true;
 
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = config.memory_limit {
@@ -95,8 +115,10 @@ pub async fn build_session_state(
             setting: "engine.spill_dir".into(),
             message: format!("cannot create {}: {e}", dir.display()),
         })?;
-        runtime = runtime
-            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![dir.clone()])));
+        runtime = runtime.with_disk_manager_builder(
+            DiskManagerBuilder::default()
+                .with_mode(DiskManagerMode::Directories(vec![dir.clone()])),
+        );
     }
     let runtime = Arc::new(runtime.build()?);
     runtime.register_object_store(lake.store_url(), lake.store());
@@ -125,7 +147,9 @@ pub async fn build_context(
     tables: &[LakeTable],
     seeds: &[SeedTable],
 ) -> Result<SessionContext> {
-    Ok(SessionContext::new_with_state(build_session_state(config, lake, tables, seeds).await?))
+    Ok(SessionContext::new_with_state(
+        build_session_state(config, lake, tables, seeds).await?,
+    ))
 }
 
 /// A CSV listing table over one seed file.
@@ -135,10 +159,13 @@ pub async fn seed_table(state: &SessionState, seed: &SeedTable) -> Result<Arc<dy
         message: e.to_string(),
     })?;
     let url = ListingTableUrl::parse(absolute.to_string_lossy())?;
-    let format = datafusion::datasource::file_format::csv::CsvFormat::default().with_has_header(true);
+    let format =
+        datafusion::datasource::file_format::csv::CsvFormat::default().with_has_header(true);
     let options = ListingOptions::new(Arc::new(format)).with_file_extension(".csv");
     let schema = options.infer_schema(state, &url).await?;
-    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
@@ -157,10 +184,14 @@ pub fn register(state: &SessionState, name: &str, provider: Arc<dyn TableProvide
 }
 
 /// A Parquet listing table over a lake folder.
-pub async fn lake_table(state: &SessionState, lake: &Lake, table: &LakeTable) -> Result<Arc<dyn TableProvider>> {
+pub async fn lake_table(
+    state: &SessionState,
+    lake: &Lake,
+    table: &LakeTable,
+) -> Result<Arc<dyn TableProvider>> {
     let url = ListingTableUrl::parse(lake.url_of(&table.folder))?;
-    let mut options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet");
+    let mut options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     if table.partitioned {
         options = options.with_table_partition_cols(vec![("dt".to_string(), DataType::Utf8)]);
     }
@@ -168,6 +199,8 @@ pub async fn lake_table(state: &SessionState, lake: &Lake, table: &LakeTable) ->
         Some(s) => s.clone(),
         None => options.infer_schema(state, &url).await?,
     };
-    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
     Ok(Arc::new(ListingTable::try_new(config)?))
 }

@@ -42,11 +42,13 @@ fn canonical(df: DataFrame, order_by: &[String]) -> Result<DataFrame> {
     for field in schema.fields() {
         let c = col(datafusion::common::Column::from_name(field.name()));
         let e = match field.data_type() {
-            DataType::Float64 | DataType::Float32 => datafusion::functions::math::expr_fn::round(vec![
-                c,
-                datafusion::logical_expr::lit(9_i64),
-            ])
-            .alias(field.name()),
+            DataType::Float64 | DataType::Float32 => {
+                datafusion::functions::math::expr_fn::round(vec![
+                    c,
+                    datafusion::logical_expr::lit(9_i64),
+                ])
+                .alias(field.name())
+            }
             _ => c,
         };
         projections.push(e);
@@ -60,7 +62,10 @@ fn canonical(df: DataFrame, order_by: &[String]) -> Result<DataFrame> {
             .map(|f| col(datafusion::common::Column::from_name(f.name())).sort(true, true))
             .collect()
     } else {
-        order_by.iter().map(|c| col(datafusion::common::Column::from_name(c)).sort(true, true)).collect()
+        order_by
+            .iter()
+            .map(|c| col(datafusion::common::Column::from_name(c)).sort(true, true))
+            .collect()
     };
     if sort.is_empty() {
         return Ok(df);
@@ -115,7 +120,8 @@ pub async fn write_parquet(lake: &Lake, relative: &str, df: DataFrame) -> Result
         message: e.to_string(),
     };
     let object = object_store::buffered::BufWriter::new(lake.store(), path);
-    let mut writer = AsyncArrowWriter::try_new(object, schema, Some(writer_properties())).map_err(write_err)?;
+    let mut writer =
+        AsyncArrowWriter::try_new(object, schema, Some(writer_properties())).map_err(write_err)?;
     let mut rows = 0;
     while let Some(batch) = stream.next().await {
         let batch = batch?;

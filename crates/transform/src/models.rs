@@ -74,7 +74,10 @@ pub struct Project {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -145,7 +148,13 @@ impl Project {
         let mut seeds = BTreeMap::new();
         for path in files {
             let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-            let Some(stem) = path.file_stem().and_then(|s| s.to_str()).map(str::to_lowercase) else { continue };
+            let Some(stem) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .map(str::to_lowercase)
+            else {
+                continue;
+            };
             let rel = path.strip_prefix(dir).unwrap_or(&path);
             let layer = rel
                 .components()
@@ -167,7 +176,10 @@ impl Project {
                     let config = if config_path.exists() {
                         let text = std::fs::read_to_string(&config_path).map_err(io_err)?;
                         toml::from_str::<ModelConfig>(&text).map_err(|e| {
-                            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
+                            let line = e
+                                .span()
+                                .map(|s| text[..s.start].matches('\n').count() + 1)
+                                .unwrap_or(1);
                             TransformError::Model {
                                 file: config_path.clone(),
                                 line,
@@ -181,7 +193,10 @@ impl Project {
                         return Err(TransformError::Model {
                             file: path,
                             line: 1,
-                            message: format!("a model named `{stem}` already exists at {}", previous.display()),
+                            message: format!(
+                                "a model named `{stem}` already exists at {}",
+                                previous.display()
+                            ),
                         });
                     }
                     models.insert(
@@ -209,7 +224,9 @@ impl Project {
                     return Err(TransformError::Model {
                         file: model.path.clone(),
                         line: line_of_word(&model.sql, r),
-                        message: format!("unknown table `{r}`: it is no model, seed (sql/seeds/*.csv) or source table"),
+                        message: format!(
+                            "unknown table `{r}`: it is no model, seed (sql/seeds/*.csv) or source table"
+                        ),
                     });
                 }
             }
@@ -248,7 +265,11 @@ impl Project {
             .collect()
     }
 
-    fn closure<'a>(&'a self, start: &'a str, next: impl Fn(&'a str) -> Vec<&'a str>) -> BTreeSet<&'a str> {
+    fn closure<'a>(
+        &'a self,
+        start: &'a str,
+        next: impl Fn(&'a str) -> Vec<&'a str>,
+    ) -> BTreeSet<&'a str> {
         let mut seen = BTreeSet::new();
         let mut stack = vec![start];
         while let Some(n) = stack.pop() {
@@ -303,14 +324,22 @@ impl Project {
                 }
             }
         }
-        Ok(self.order.iter().filter(|n| chosen.contains(n.as_str())).cloned().collect())
+        Ok(self
+            .order
+            .iter()
+            .filter(|n| chosen.contains(n.as_str()))
+            .cloned()
+            .collect())
     }
 
     /// The graph in Graphviz DOT.
     pub fn dot(&self) -> String {
         let mut out = String::from("digraph crmflow {\n  rankdir=LR;\n");
         for m in self.models.values() {
-            out.push_str(&format!("  \"{}\" [shape=box, tooltip=\"{}\"];\n", m.name, m.layer));
+            out.push_str(&format!(
+                "  \"{}\" [shape=box, tooltip=\"{}\"];\n",
+                m.name, m.layer
+            ));
             for d in &m.depends_on {
                 out.push_str(&format!("  \"{d}\" -> \"{}\";\n", m.name));
             }
@@ -337,13 +366,28 @@ impl Project {
 fn topological_order(models: &BTreeMap<String, Model>) -> Result<Vec<String>> {
     let mut indegree: BTreeMap<&str, usize> = models
         .values()
-        .map(|m| (m.name.as_str(), m.depends_on.iter().filter(|d| models.contains_key(*d)).count()))
+        .map(|m| {
+            (
+                m.name.as_str(),
+                m.depends_on
+                    .iter()
+                    .filter(|d| models.contains_key(*d))
+                    .count(),
+            )
+        })
         .collect();
-    let mut ready: BTreeSet<&str> = indegree.iter().filter(|(_, d)| **d == 0).map(|(n, _)| *n).collect();
+    let mut ready: BTreeSet<&str> = indegree
+        .iter()
+        .filter(|(_, d)| **d == 0)
+        .map(|(n, _)| *n)
+        .collect();
     let mut order = vec![];
     while let Some(n) = ready.pop_first() {
         order.push(n.to_string());
-        for m in models.values().filter(|m| m.depends_on.iter().any(|d| d == n)) {
+        for m in models
+            .values()
+            .filter(|m| m.depends_on.iter().any(|d| d == n))
+        {
             if let Some(d) = indegree.get_mut(m.name.as_str()) {
                 *d -= 1;
                 if *d == 0 {
@@ -353,9 +397,18 @@ fn topological_order(models: &BTreeMap<String, Model>) -> Result<Vec<String>> {
         }
     }
     if order.len() < models.len() {
-        let in_cycle: Vec<&str> = indegree.iter().filter(|(_, d)| **d > 0).map(|(n, _)| *n).collect();
+        let in_cycle: Vec<&str> = indegree
+            .iter()
+            .filter(|(_, d)| **d > 0)
+            .map(|(n, _)| *n)
+            .collect();
         let first = &models[in_cycle[0]];
-        let dep = first.depends_on.iter().find(|d| in_cycle.contains(&d.as_str())).cloned().unwrap_or_default();
+        let dep = first
+            .depends_on
+            .iter()
+            .find(|d| in_cycle.contains(&d.as_str()))
+            .cloned()
+            .unwrap_or_default();
         return Err(TransformError::Model {
             file: first.path.clone(),
             line: line_of_word(&first.sql, &dep),
@@ -385,7 +438,10 @@ mod tests {
     fn dependencies_come_from_the_sql() {
         let p = project(&[
             ("staging/stg_orders.sql", "select * from orders"),
-            ("marts/a.sql", "with x as (select * from stg_orders) select * from x"),
+            (
+                "marts/a.sql",
+                "with x as (select * from stg_orders) select * from x",
+            ),
             ("marts/b.sql", "select * from a join stg_orders using (id)"),
         ])
         .unwrap();
@@ -400,8 +456,13 @@ mod tests {
 
     #[test]
     fn unknown_table_names_file_and_line() {
-        let err = project(&[("marts/a.sql", "select *\nfrom   missing_table")]).unwrap_err().to_string();
-        assert!(err.contains("a.sql:2:") && err.contains("missing_table"), "{err}");
+        let err = project(&[("marts/a.sql", "select *\nfrom   missing_table")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.sql:2:") && err.contains("missing_table"),
+            "{err}"
+        );
     }
 
     #[test]

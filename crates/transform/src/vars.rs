@@ -36,7 +36,11 @@ fn list(items: &[String]) -> String {
         // An empty IN list is not valid SQL; a value no column holds keeps `IN (...)` valid.
         return "'\u{1}'".into();
     }
-    items.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| quote(s))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn toml_literal(v: &toml::Value) -> String {
@@ -67,17 +71,29 @@ impl VarSet {
         let start = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(start)
             .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string())
             .unwrap_or_default();
-        values.insert("lookback_start".into(), format!("CAST('{start}' AS TIMESTAMP)"));
+        values.insert(
+            "lookback_start".into(),
+            format!("CAST('{start}' AS TIMESTAMP)"),
+        );
         values.insert("as_of_end".into(), format!("CAST('{end}' AS TIMESTAMP)"));
         values.insert("business_time_zone".into(), quote(tz.name()));
         values.insert("lookback_days".into(), vars.lookback_days.to_string());
-        values.insert("half_life_days".into(), format!("{:?}", vars.half_life_days));
-        values.insert("position_first".into(), format!("{:?}", vars.position_first));
+        values.insert(
+            "half_life_days".into(),
+            format!("{:?}", vars.half_life_days),
+        );
+        values.insert(
+            "position_first".into(),
+            format!("{:?}", vars.position_first),
+        );
         values.insert("position_last".into(), format!("{:?}", vars.position_last));
         values.insert("conversion_types".into(), list(&vars.conversion_types));
         values.insert("exclude_channels".into(), list(&vars.exclude_channels));
         values.insert("path_transform".into(), quote(&vars.path_transform));
-        values.insert("path_transform_channels".into(), list(&vars.path_transform_channels));
+        values.insert(
+            "path_transform_channels".into(),
+            list(&vars.path_transform_channels),
+        );
         values.insert("touchpoint_origins".into(), list(&vars.touchpoint_origins));
         values.insert("min_pair_orders".into(), vars.min_pair_orders.to_string());
         values.insert("min_lift".into(), format!("{:?}", vars.min_lift));
@@ -124,7 +140,11 @@ impl VarSet {
                 .strip_prefix("var(")
                 .and_then(|s| s.strip_suffix(')'))
                 .map(|s| s.trim().trim_matches(|c| c == '\'' || c == '"'))
-                .ok_or_else(|| err(format!("`{{{{ {inner} }}}}`: the only template is `{{{{ var('name') }}}}`")))?;
+                .ok_or_else(|| {
+                    err(format!(
+                        "`{{{{ {inner} }}}}`: the only template is `{{{{ var('name') }}}}`"
+                    ))
+                })?;
             let value = self.get(name).ok_or_else(|| {
                 err(format!(
                     "unknown variable `{name}`; set it under [vars.custom] in the job file (known: {})",
@@ -146,17 +166,31 @@ mod tests {
     #[test]
     fn renders_literals_and_names_unknown_variables() {
         let mut vars = Vars::default();
-        vars.custom.insert("min_orders".into(), toml::Value::Integer(3));
-        let set = VarSet::new(&vars, NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), chrono_tz::Europe::Moscow);
+        vars.custom
+            .insert("min_orders".into(), toml::Value::Integer(3));
+        let set = VarSet::new(
+            &vars,
+            NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            chrono_tz::Europe::Moscow,
+        );
         let sql = set
             .render(
                 "select {{ var('as_of') }}, {{var(\"lookback_days\")}}, {{ var('min_orders') }}\nwhere t in ({{ var('conversion_types') }})",
                 Path::new("m.sql"),
             )
             .unwrap();
-        assert_eq!(sql, "select DATE '2026-11-20', 30, 3\nwhere t in ('order', 'lead')");
-        assert_eq!(set.get("as_of_end"), Some("CAST('2026-11-20T20:59:59.999999' AS TIMESTAMP)"));
-        let err = set.render("select 1\n, {{ var('nope') }}", Path::new("m.sql")).unwrap_err().to_string();
+        assert_eq!(
+            sql,
+            "select DATE '2026-11-20', 30, 3\nwhere t in ('order', 'lead')"
+        );
+        assert_eq!(
+            set.get("as_of_end"),
+            Some("CAST('2026-11-20T20:59:59.999999' AS TIMESTAMP)")
+        );
+        let err = set
+            .render("select 1\n, {{ var('nope') }}", Path::new("m.sql"))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("m.sql:2:") && err.contains("nope"), "{err}");
     }
 }

@@ -58,9 +58,23 @@ pub fn schema() -> Arc<Schema> {
 
 impl Calltouch {
     /// Stages one call whose fields are looked up by name.
-    fn call<'a>(&self, file: u32, line: u64, raw: &str, get: impl Fn(&str) -> Cow<'a, str>, staging: &mut Staging) {
+    fn call<'a>(
+        &self,
+        file: u32,
+        line: u64,
+        raw: &str,
+        get: impl Fn(&str) -> Cow<'a, str>,
+        staging: &mut Staging,
+    ) {
         let Some(call_id) = text(&get("callId")).map(str::to_string) else {
-            staging.quarantine(file, line, raw, Some("callId"), Reason::MissingPrimaryKey, "callId is empty".into());
+            staging.quarantine(
+                file,
+                line,
+                raw,
+                Some("callId"),
+                Reason::MissingPrimaryKey,
+                "callId is empty".into(),
+            );
             return;
         };
         let date_raw = get("date");
@@ -79,7 +93,14 @@ impl Calltouch {
             return;
         }
         let Some(date) = staging.date_of(call_at) else {
-            staging.quarantine(file, line, raw, Some("date"), Reason::UnparseableTimestamp, "date out of range".into());
+            staging.quarantine(
+                file,
+                line,
+                raw,
+                Some("date"),
+                Reason::UnparseableTimestamp,
+                "date out of range".into(),
+            );
             return;
         };
         let phone = phone_checked(staging, &get("callerNumber"));
@@ -134,7 +155,8 @@ impl Calltouch {
             _ => {
                 return Err(IngestError::Format {
                     file: name.to_string(),
-                    message: "expected a JSON array of calls or a page object with `records`".into(),
+                    message: "expected a JSON array of calls or a page object with `records`"
+                        .into(),
                 });
             }
         };
@@ -180,10 +202,19 @@ impl Format for Calltouch {
                     quoting: true,
                     skip_lines: 0,
                 };
-                each_record("Calltouch", name, body, opts, &["callId", "date"], file, staging, |rec, header, staging| {
-                    let get = |k: &str| Cow::Borrowed(rec.get(header.col(k)));
-                    self.call(file, rec.line, rec.raw, get, staging);
-                })
+                each_record(
+                    "Calltouch",
+                    name,
+                    body,
+                    opts,
+                    &["callId", "date"],
+                    file,
+                    staging,
+                    |rec, header, staging| {
+                        let get = |k: &str| Cow::Borrowed(rec.get(header.col(k)));
+                        self.call(file, rec.line, rec.raw, get, staging);
+                    },
+                )
             }
         }
     }
@@ -216,10 +247,18 @@ mod tests {
         assert_eq!(col(&b[0], "ga_client_id"), ["∅"]);
         assert_eq!(col(&b[0], "session_id"), ["312239871"]);
         assert_eq!(col(&b[0], "_source_line"), ["1"]);
-        let reasons: Vec<_> = st.quarantine.iter().map(|q| (q.line, q.reason.as_str())).collect();
+        let reasons: Vec<_> = st
+            .quarantine
+            .iter()
+            .map(|q| (q.line, q.reason.as_str()))
+            .collect();
         assert_eq!(
             reasons,
-            [(2, "missing_primary_key"), (3, "unparseable_timestamp"), (4, "unparseable_record")]
+            [
+                (2, "missing_primary_key"),
+                (3, "unparseable_timestamp"),
+                (4, "unparseable_record")
+            ]
         );
         assert_eq!(st.counts.rows_read, 4);
     }
@@ -230,7 +269,11 @@ mod tests {
             {"callId": 1, "date": "01/07/2023 10:00:00", "duration": 10},
             {"callId": 2, "date": "01/07/2023 11:00:00", "duration": 20}]}"#;
         let page2 = r#"{"page":2,"records":[{"callId": 1, "date": "01/07/2023 10:00:00", "duration": 99}]}"#;
-        let (b, st) = run(Box::new(Calltouch { opts: opts() }), &[page1, page2], NO_CUTOFF);
+        let (b, st) = run(
+            Box::new(Calltouch { opts: opts() }),
+            &[page1, page2],
+            NO_CUTOFF,
+        );
         assert_eq!(col(&b[0], "call_id"), ["2", "1"]);
         assert_eq!(col(&b[0], "duration_s"), ["20", "99"]);
         assert_eq!(st.counts.duplicates_collapsed, 1);
@@ -244,7 +287,10 @@ mod tests {
                    11;30/06/2023 23:59:59;bad;нет;0\n\
                    12;01/07/2023 00:00:01;9123456789;true;true\n\
                    13;30/06/2023 18:00:00\n";
-        let cutoff = crmflow_core::normalize::end_of_day_micros(chrono::NaiveDate::from_ymd_opt(2023, 6, 30).unwrap(), MSK);
+        let cutoff = crmflow_core::normalize::end_of_day_micros(
+            chrono::NaiveDate::from_ymd_opt(2023, 6, 30).unwrap(),
+            MSK,
+        );
         let (b, st) = run(Box::new(Calltouch { opts: opts() }), &[csv], cutoff);
         assert_eq!(col(&b[0], "call_id"), ["10", "11"]);
         assert_eq!(col(&b[0], "target_call"), ["true", "false"]);
@@ -260,7 +306,13 @@ mod tests {
     fn wrong_file_names_missing_columns() {
         let mut f = Calltouch { opts: opts() };
         let mut st = Staging::new(f.tables(), NO_CUTOFF, MSK);
-        let err = f.parse(0, "orders.csv", "Name,Email\n#1,a@b.c\n", &mut st).unwrap_err().to_string();
-        assert!(err.contains("orders.csv") && err.contains("`callId`") && err.contains("`date`"), "{err}");
+        let err = f
+            .parse(0, "orders.csv", "Name,Email\n#1,a@b.c\n", &mut st)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("orders.csv") && err.contains("`callId`") && err.contains("`date`"),
+            "{err}"
+        );
     }
 }

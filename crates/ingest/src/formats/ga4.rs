@@ -128,7 +128,9 @@ fn number(v: &Value) -> Option<f64> {
 
 fn int(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -137,7 +139,9 @@ fn int(v: &Value) -> Option<i64> {
 /// The value of an `event_params` entry: string, int, double or float.
 fn param<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
     let params = event.get("event_params")?.as_array()?;
-    let entry = params.iter().find(|p| p.get("key").and_then(Value::as_str) == Some(key))?;
+    let entry = params
+        .iter()
+        .find(|p| p.get("key").and_then(Value::as_str) == Some(key))?;
     let value = entry.get("value")?;
     ["string_value", "int_value", "double_value", "float_value"]
         .iter()
@@ -163,11 +167,25 @@ impl Format for Ga4 {
             let event: Value = match serde_json::from_str(raw) {
                 Ok(v @ Value::Object(_)) => v,
                 Ok(_) => {
-                    staging.quarantine(file, line, raw, None, Reason::UnparseableRecord, "an event must be a JSON object".into());
+                    staging.quarantine(
+                        file,
+                        line,
+                        raw,
+                        None,
+                        Reason::UnparseableRecord,
+                        "an event must be a JSON object".into(),
+                    );
                     continue;
                 }
                 Err(e) => {
-                    staging.quarantine(file, line, raw, None, Reason::UnparseableRecord, format!("not valid JSON: {e}"));
+                    staging.quarantine(
+                        file,
+                        line,
+                        raw,
+                        None,
+                        Reason::UnparseableRecord,
+                        format!("not valid JSON: {e}"),
+                    );
                     continue;
                 }
             };
@@ -186,14 +204,27 @@ impl Format for Ga4 {
                 continue;
             }
             let Some(day) = staging.date_of(event_at) else {
-                staging.quarantine(file, line, raw, Some("event_timestamp"), Reason::UnparseableTimestamp, "out of range".into());
+                staging.quarantine(
+                    file,
+                    line,
+                    raw,
+                    Some("event_timestamp"),
+                    Reason::UnparseableTimestamp,
+                    "out of range".into(),
+                );
                 continue;
             };
             let s = |keys: &[&str]| text_at(&event, keys);
             let lc = ["source", "medium", "campaign_name", "content", "term"]
                 .map(|k| s(&["session_traffic_source_last_click", "manual_campaign", k]));
-            let cts = ["manual_source", "manual_medium", "manual_campaign_name", "manual_content", "manual_term"]
-                .map(|k| s(&["collected_traffic_source", k]));
+            let cts = [
+                "manual_source",
+                "manual_medium",
+                "manual_campaign_name",
+                "manual_content",
+                "manual_term",
+            ]
+            .map(|k| s(&["collected_traffic_source", k]));
             let gclid = s(&["collected_traffic_source", "gclid"]);
             let session_id = param(&event, "ga_session_id").and_then(int);
             let user = s(&["user_pseudo_id"]);
@@ -202,7 +233,10 @@ impl Format for Ga4 {
             let device = s(&["device", "category"]);
             let city = s(&["geo", "city"]);
             let event_name = s(&["event_name"]);
-            let page = param(&event, "page_location").and_then(|v| v.as_str()).and_then(text).map(str::to_string);
+            let page = param(&event, "page_location")
+                .and_then(|v| v.as_str())
+                .and_then(text)
+                .map(str::to_string);
             let event_date = s(&["event_date"]).and_then(|d| date(&d)).map(date32);
             let row = staging.tables[0]
                 .row(day, file, line)
@@ -231,16 +265,21 @@ impl Format for Ga4 {
                 .end();
             staging.loaded(None, vec![(0, row)], 1);
 
-            let (Some(user), Some(session_id)) = (user, session_id) else { continue };
+            let (Some(user), Some(session_id)) = (user, session_id) else {
+                continue;
+            };
             self.seen += 1;
             let order = (event_at, self.seen);
-            let session = self.sessions.entry((user, session_id)).or_insert_with(|| Session {
-                start: event_at,
-                first: order,
-                device: device.clone(),
-                city: city.clone(),
-                ..Default::default()
-            });
+            let session = self
+                .sessions
+                .entry((user, session_id))
+                .or_insert_with(|| Session {
+                    start: event_at,
+                    first: order,
+                    device: device.clone(),
+                    city: city.clone(),
+                    ..Default::default()
+                });
             session.events += 1;
             if order < session.first {
                 session.first = order;
@@ -248,11 +287,18 @@ impl Format for Ga4 {
                 session.device = device;
                 session.city = city;
             }
-            if (lc[0].is_some() || lc[1].is_some()) && session.last_click.as_ref().is_none_or(|(o, _)| order < *o) {
+            if (lc[0].is_some() || lc[1].is_some())
+                && session.last_click.as_ref().is_none_or(|(o, _)| order < *o)
+            {
                 session.last_click = Some((order, lc));
             }
             let has_collected = cts[0].is_some() || cts[1].is_some() || gclid.is_some();
-            if has_collected && session.collected.as_ref().is_none_or(|(o, _, _)| order < *o) {
+            if has_collected
+                && session
+                    .collected
+                    .as_ref()
+                    .is_none_or(|(o, _, _)| order < *o)
+            {
                 session.collected = Some((order, cts, gclid.is_some()));
             }
             if event_name.as_deref() == Some("purchase") {
@@ -279,9 +325,17 @@ impl Format for Ga4 {
                     }
                     cts
                 }
-                (None, None) => [Some("(direct)".into()), Some("(none)".into()), None, None, None],
+                (None, None) => [
+                    Some("(direct)".into()),
+                    Some("(none)".into()),
+                    None,
+                    None,
+                    None,
+                ],
             };
-            let Some(day) = staging.date_of(s.start) else { continue };
+            let Some(day) = staging.date_of(s.start) else {
+                continue;
+            };
             let ids: Vec<String> = s.purchase_ids.into_iter().collect();
             staging.tables[1]
                 .row(day, 0, 0)
@@ -320,11 +374,31 @@ mod tests {
         let t0 = 1_763_636_000_000_000_i64;
         let lines = [
             // session 1: last-click campaign on the second event wins over collected source of the first
-            ev(t0, "page_view", "1", r#","collected_traffic_source":{"manual_source":"vk","manual_medium":"social"}"#),
-            ev(t0 + 5, "page_view", "1", r#","session_traffic_source_last_click":{"manual_campaign":{"source":"yandex","medium":"cpc","campaign_name":"brand"}}"#),
-            ev(t0 + 9, "purchase", "1", r#","ecommerce":{"transaction_id":"1001","purchase_revenue":99.5}"#),
+            ev(
+                t0,
+                "page_view",
+                "1",
+                r#","collected_traffic_source":{"manual_source":"vk","manual_medium":"social"}"#,
+            ),
+            ev(
+                t0 + 5,
+                "page_view",
+                "1",
+                r#","session_traffic_source_last_click":{"manual_campaign":{"source":"yandex","medium":"cpc","campaign_name":"brand"}}"#,
+            ),
+            ev(
+                t0 + 9,
+                "purchase",
+                "1",
+                r#","ecommerce":{"transaction_id":"1001","purchase_revenue":99.5}"#,
+            ),
             // session 2 (id as a string): gclid only -> google / cpc
-            ev(t0 + 100, "page_view", "\"2\"", r#","collected_traffic_source":{"gclid":"abc","manual_source":"(not set)"}"#),
+            ev(
+                t0 + 100,
+                "page_view",
+                "\"2\"",
+                r#","collected_traffic_source":{"gclid":"abc","manual_source":"(not set)"}"#,
+            ),
             // session 3: nothing -> (direct) / (none)
             ev(t0 + 200, "page_view", "3", ""),
             "{not json".to_string(),
@@ -341,14 +415,22 @@ mod tests {
         assert_eq!(col(s, "purchase_ids"), ["[1001]", "[]", "[]"]);
         assert_eq!(col(s, "revenue"), ["99.5", "0.0", "0.0"]);
         assert_eq!(col(s, "events"), ["3", "1", "1"]);
-        let q: Vec<_> = st.quarantine.iter().map(|q| (q.line, q.reason.as_str())).collect();
+        let q: Vec<_> = st
+            .quarantine
+            .iter()
+            .map(|q| (q.line, q.reason.as_str()))
+            .collect();
         assert_eq!(q, [(6, "unparseable_record"), (7, "unparseable_timestamp")]);
     }
 
     #[test]
     fn events_after_cutoff_do_not_make_sessions() {
         let t0 = 1_763_636_000_000_000_i64;
-        let body = [ev(t0, "page_view", "1", ""), ev(t0 + 10, "page_view", "1", "")].join("\n");
+        let body = [
+            ev(t0, "page_view", "1", ""),
+            ev(t0 + 10, "page_view", "1", ""),
+        ]
+        .join("\n");
         let (b, st) = run(Box::new(Ga4::new(opts())), &[&body], t0 + 5);
         assert_eq!(col(&b[1], "events"), ["1"]);
         assert_eq!(st.counts.rows_after_cutoff, 1);

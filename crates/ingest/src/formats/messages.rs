@@ -74,29 +74,47 @@ impl Format for MessageEvents {
     fn parse(&mut self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
         let tz = self.opts.tz;
         let required = ["channel", "recipient", "event", "event_at"];
-        each_record("message events", name, body, opts(self.opts), &required, file, staging, |rec, h, staging| {
-            let get = |c: &str| rec.get(h.col(c));
-            let Some(at) = timestamp_micros(get("event_at"), tz) else {
-                staging.quarantine(file, rec.line, rec.raw, Some("event_at"), Reason::UnparseableTimestamp, "event_at is not a time".into());
-                return;
-            };
-            if staging.after_cutoff(at, 1) {
-                return;
-            }
-            let Some(day) = staging.date_of(at) else { return };
-            let (email, phone) = contact(staging, get("recipient"));
-            let row = staging.tables[0]
-                .row(day, file, rec.line)
-                .str(lower(get("channel")).as_deref())
-                .str(text(get("campaign_id")))
-                .str(text(get("campaign_name")))
-                .str(email.as_deref())
-                .str(phone.as_deref())
-                .str(lower(get("event")).as_deref())
-                .ts(Some(at))
-                .end();
-            staging.loaded(None, vec![(0, row)], 1);
-        })
+        each_record(
+            "message events",
+            name,
+            body,
+            opts(self.opts),
+            &required,
+            file,
+            staging,
+            |rec, h, staging| {
+                let get = |c: &str| rec.get(h.col(c));
+                let Some(at) = timestamp_micros(get("event_at"), tz) else {
+                    staging.quarantine(
+                        file,
+                        rec.line,
+                        rec.raw,
+                        Some("event_at"),
+                        Reason::UnparseableTimestamp,
+                        "event_at is not a time".into(),
+                    );
+                    return;
+                };
+                if staging.after_cutoff(at, 1) {
+                    return;
+                }
+                let Some(day) = staging.date_of(at) else {
+                    return;
+                };
+                let (email, phone) = contact(staging, get("recipient"));
+                let row = staging.tables[0]
+                    .row(day, file, rec.line)
+                    .str(lower(get("channel")).as_deref())
+                    .str(text(get("campaign_id")))
+                    .str(text(get("campaign_name")))
+                    .str(email.as_deref())
+                    .str(phone.as_deref())
+                    .str(lower(get("event")).as_deref())
+                    .ts(Some(at))
+                    .end();
+                staging.loaded(None, vec![(0, row)], 1);
+            },
+        )
     }
 }
 
@@ -112,27 +130,45 @@ impl Format for Consents {
     fn parse(&mut self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
         let tz = self.opts.tz;
         let required = ["contact", "channel", "status", "updated_at"];
-        each_record("consents", name, body, opts(self.opts), &required, file, staging, |rec, h, staging| {
-            let get = |c: &str| rec.get(h.col(c));
-            let Some(at) = timestamp_micros(get("updated_at"), tz) else {
-                staging.quarantine(file, rec.line, rec.raw, Some("updated_at"), Reason::UnparseableTimestamp, "updated_at is not a time".into());
-                return;
-            };
-            if staging.after_cutoff(at, 1) {
-                return;
-            }
-            let Some(day) = staging.date_of(at) else { return };
-            let (email, phone) = contact(staging, get("contact"));
-            let row = staging.tables[0]
-                .row(day, file, rec.line)
-                .str(lower(get("channel")).as_deref())
-                .str(email.as_deref())
-                .str(phone.as_deref())
-                .str(lower(get("status")).as_deref())
-                .ts(Some(at))
-                .end();
-            staging.loaded(None, vec![(0, row)], 1);
-        })
+        each_record(
+            "consents",
+            name,
+            body,
+            opts(self.opts),
+            &required,
+            file,
+            staging,
+            |rec, h, staging| {
+                let get = |c: &str| rec.get(h.col(c));
+                let Some(at) = timestamp_micros(get("updated_at"), tz) else {
+                    staging.quarantine(
+                        file,
+                        rec.line,
+                        rec.raw,
+                        Some("updated_at"),
+                        Reason::UnparseableTimestamp,
+                        "updated_at is not a time".into(),
+                    );
+                    return;
+                };
+                if staging.after_cutoff(at, 1) {
+                    return;
+                }
+                let Some(day) = staging.date_of(at) else {
+                    return;
+                };
+                let (email, phone) = contact(staging, get("contact"));
+                let row = staging.tables[0]
+                    .row(day, file, rec.line)
+                    .str(lower(get("channel")).as_deref())
+                    .str(email.as_deref())
+                    .str(phone.as_deref())
+                    .str(lower(get("status")).as_deref())
+                    .ts(Some(at))
+                    .end();
+                staging.loaded(None, vec![(0, row)], 1);
+            },
+        )
     }
 }
 
@@ -148,7 +184,13 @@ mod tests {
                    sms,c2,Promo,8 912 345-67-89,sent,2026-11-20T10:00:00Z\n\
                    sms,c2,Promo,12,sent,2026-11-20 10:00:00\n\
                    email,c1,x,a@x.ru,open,\n";
-        let (b, st) = run(Box::new(MessageEvents { opts: super::super::test_support::opts() }), &[csv], NO_CUTOFF);
+        let (b, st) = run(
+            Box::new(MessageEvents {
+                opts: super::super::test_support::opts(),
+            }),
+            &[csv],
+            NO_CUTOFF,
+        );
         assert_eq!(col(&b[0], "email"), ["anna@x.ru", "∅", "∅"]);
         assert_eq!(col(&b[0], "phone"), ["∅", "+79123456789", "∅"]);
         assert_eq!(col(&b[0], "event"), ["open", "sent", "sent"]);
@@ -158,8 +200,15 @@ mod tests {
 
     #[test]
     fn consents() {
-        let csv = "contact;channel;status;updated_at\nanna@x.ru;email;REVOKED;2026-11-20 10:00:00\n";
-        let (b, _) = run(Box::new(Consents { opts: super::super::test_support::opts() }), &[csv], NO_CUTOFF);
+        let csv =
+            "contact;channel;status;updated_at\nanna@x.ru;email;REVOKED;2026-11-20 10:00:00\n";
+        let (b, _) = run(
+            Box::new(Consents {
+                opts: super::super::test_support::opts(),
+            }),
+            &[csv],
+            NO_CUTOFF,
+        );
         assert_eq!(col(&b[0], "status"), ["revoked"]);
     }
 }

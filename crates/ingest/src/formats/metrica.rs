@@ -82,71 +82,103 @@ impl Format for Metrica {
         let tz = self.opts.tz;
         let required = ["ym:s:visitID", "ym:s:counterID", "ym:s:dateTime"];
         let mut utm_cols: Option<Vec<Option<usize>>> = None;
-        each_record("Yandex Metrica visits", name, body, opts, &required, file, staging, |rec, h, staging| {
-            // The unprefixed UTM column wins where a file has both.
-            let utm = utm_cols.get_or_insert_with(|| {
-                UTM.iter()
-                    .map(|u| h.col(&format!("ym:s:UTM{u}")).or_else(|| h.col(&format!("ym:s:lastUTM{u}"))))
-                    .collect()
-            });
-            let field = |col: &str| unescape_tsv(rec.get(h.col(col)));
-            let (counter, visit) = (field("ym:s:counterID"), field("ym:s:visitID"));
-            let (Some(counter), Some(visit)) = (text(&counter), text(&visit)) else {
-                let column = if text(&counter).is_none() { "ym:s:counterID" } else { "ym:s:visitID" };
-                staging.quarantine(file, rec.line, rec.raw, Some(column), Reason::MissingPrimaryKey, format!("{column} is empty"));
-                return;
-            };
-            let Some(visit_at) = timestamp_micros(&field("ym:s:dateTime"), tz) else {
-                staging.quarantine(
-                    file,
-                    rec.line,
-                    rec.raw,
-                    Some("ym:s:dateTime"),
-                    Reason::UnparseableTimestamp,
-                    "ym:s:dateTime is not a yyyy-mm-dd hh:mm:ss time".into(),
-                );
-                return;
-            };
-            if staging.after_cutoff(visit_at, 1) {
-                return;
-            }
-            let Some(date) = staging.date_of(visit_at) else { return };
-            let t = |col: &str| text(&field(col)).map(str::to_string);
-            let utm_values: Vec<Option<String>> = utm
-                .iter()
-                .map(|c| text(&unescape_tsv(rec.get(*c))).map(str::to_string))
-                .collect();
-            let purchase_ids = clickhouse_array(&field("ym:s:purchaseID"))
-                .map(|ids| ids.into_iter().filter_map(|i| text(&i).map(str::to_string)).collect::<Vec<_>>());
-            let revenue: Option<Vec<f64>> = clickhouse_array(&field("ym:s:purchaseRevenue"))
-                .map(|vs| vs.iter().filter_map(|v| decimal(v)).collect());
-            let goals = clickhouse_array(&field("ym:s:goalsID"));
-            let key = format!("{counter}\u{1f}{visit}");
-            let row = staging.tables[0]
-                .row(date, file, rec.line)
-                .str(Some(counter))
-                .str(Some(visit))
-                .ts(Some(visit_at))
-                .str(t("ym:s:clientID").as_deref())
-                .str(t("ym:s:startURL").as_deref())
-                .str(t("ym:s:lastTrafficSource").map(|s| s.to_lowercase()).as_deref())
-                .str(t("ym:s:lastAdvEngine").as_deref())
-                .str(t("ym:s:lastSearchEngine").as_deref())
-                .str(utm_values[0].as_deref())
-                .str(utm_values[1].as_deref())
-                .str(utm_values[2].as_deref())
-                .str(utm_values[3].as_deref())
-                .str(utm_values[4].as_deref())
-                .str(device(field("ym:s:deviceCategory").trim()))
-                .i64(integer(&field("ym:s:pageViews")))
-                .i64(integer(&field("ym:s:visitDuration")))
-                .boolean(text(&field("ym:s:bounce")).map(boolean))
-                .str_list(purchase_ids.as_deref())
-                .f64_list(revenue.as_deref())
-                .str_list(goals.as_deref())
-                .end();
-            staging.loaded(Some(key), vec![(0, row)], 1);
-        })
+        each_record(
+            "Yandex Metrica visits",
+            name,
+            body,
+            opts,
+            &required,
+            file,
+            staging,
+            |rec, h, staging| {
+                // The unprefixed UTM column wins where a file has both.
+                let utm = utm_cols.get_or_insert_with(|| {
+                    UTM.iter()
+                        .map(|u| {
+                            h.col(&format!("ym:s:UTM{u}"))
+                                .or_else(|| h.col(&format!("ym:s:lastUTM{u}")))
+                        })
+                        .collect()
+                });
+                let field = |col: &str| unescape_tsv(rec.get(h.col(col)));
+                let (counter, visit) = (field("ym:s:counterID"), field("ym:s:visitID"));
+                let (Some(counter), Some(visit)) = (text(&counter), text(&visit)) else {
+                    let column = if text(&counter).is_none() {
+                        "ym:s:counterID"
+                    } else {
+                        "ym:s:visitID"
+                    };
+                    staging.quarantine(
+                        file,
+                        rec.line,
+                        rec.raw,
+                        Some(column),
+                        Reason::MissingPrimaryKey,
+                        format!("{column} is empty"),
+                    );
+                    return;
+                };
+                let Some(visit_at) = timestamp_micros(&field("ym:s:dateTime"), tz) else {
+                    staging.quarantine(
+                        file,
+                        rec.line,
+                        rec.raw,
+                        Some("ym:s:dateTime"),
+                        Reason::UnparseableTimestamp,
+                        "ym:s:dateTime is not a yyyy-mm-dd hh:mm:ss time".into(),
+                    );
+                    return;
+                };
+                if staging.after_cutoff(visit_at, 1) {
+                    return;
+                }
+                let Some(date) = staging.date_of(visit_at) else {
+                    return;
+                };
+                let t = |col: &str| text(&field(col)).map(str::to_string);
+                let utm_values: Vec<Option<String>> = utm
+                    .iter()
+                    .map(|c| text(&unescape_tsv(rec.get(*c))).map(str::to_string))
+                    .collect();
+                let purchase_ids = clickhouse_array(&field("ym:s:purchaseID")).map(|ids| {
+                    ids.into_iter()
+                        .filter_map(|i| text(&i).map(str::to_string))
+                        .collect::<Vec<_>>()
+                });
+                let revenue: Option<Vec<f64>> = clickhouse_array(&field("ym:s:purchaseRevenue"))
+                    .map(|vs| vs.iter().filter_map(|v| decimal(v)).collect());
+                let goals = clickhouse_array(&field("ym:s:goalsID"));
+                let key = format!("{counter}\u{1f}{visit}");
+                let row = staging.tables[0]
+                    .row(date, file, rec.line)
+                    .str(Some(counter))
+                    .str(Some(visit))
+                    .ts(Some(visit_at))
+                    .str(t("ym:s:clientID").as_deref())
+                    .str(t("ym:s:startURL").as_deref())
+                    .str(
+                        t("ym:s:lastTrafficSource")
+                            .map(|s| s.to_lowercase())
+                            .as_deref(),
+                    )
+                    .str(t("ym:s:lastAdvEngine").as_deref())
+                    .str(t("ym:s:lastSearchEngine").as_deref())
+                    .str(utm_values[0].as_deref())
+                    .str(utm_values[1].as_deref())
+                    .str(utm_values[2].as_deref())
+                    .str(utm_values[3].as_deref())
+                    .str(utm_values[4].as_deref())
+                    .str(device(field("ym:s:deviceCategory").trim()))
+                    .i64(integer(&field("ym:s:pageViews")))
+                    .i64(integer(&field("ym:s:visitDuration")))
+                    .boolean(text(&field("ym:s:bounce")).map(boolean))
+                    .str_list(purchase_ids.as_deref())
+                    .f64_list(revenue.as_deref())
+                    .str_list(goals.as_deref())
+                    .end();
+                staging.loaded(Some(key), vec![(0, row)], 1);
+            },
+        )
     }
 }
 
@@ -166,14 +198,33 @@ mod tests {
         let (b, st) = run(Box::new(Metrica { opts: opts() }), &[tsv], NO_CUTOFF);
         let v = &b[0];
         assert_eq!(col(v, "visit_id"), ["702", "701"]);
-        assert_eq!(col(v, "utm_source"), ["∅", "yandex"], "unprefixed UTMSource wins");
-        assert_eq!(col(v, "utm_medium"), ["∅", "cpc"], "lastUTMMedium is used when it is the only one");
-        assert_eq!(col(v, "purchase_ids"), ["[]", "[1001]"], "the later re-pull wins");
+        assert_eq!(
+            col(v, "utm_source"),
+            ["∅", "yandex"],
+            "unprefixed UTMSource wins"
+        );
+        assert_eq!(
+            col(v, "utm_medium"),
+            ["∅", "cpc"],
+            "lastUTMMedium is used when it is the only one"
+        );
+        assert_eq!(
+            col(v, "purchase_ids"),
+            ["[]", "[1001]"],
+            "the later re-pull wins"
+        );
         assert_eq!(col(v, "device_category"), ["desktop", "mobile"]);
         assert_eq!(col(v, "visit_at")[1], "2026-11-20T11:03:11Z");
         assert_eq!(st.counts.duplicates_collapsed, 1);
-        let q: Vec<_> = st.quarantine.iter().map(|q| (q.line, q.reason.as_str())).collect();
-        assert_eq!(q, [(4, "missing_primary_key"), (5, "unparseable_timestamp")]);
+        let q: Vec<_> = st
+            .quarantine
+            .iter()
+            .map(|q| (q.line, q.reason.as_str()))
+            .collect();
+        assert_eq!(
+            q,
+            [(4, "missing_primary_key"), (5, "unparseable_timestamp")]
+        );
     }
 
     #[test]

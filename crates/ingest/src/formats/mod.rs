@@ -65,6 +65,7 @@ pub fn format_for(kind: SourceKind, opts: ParseOptions) -> Box<dyn Format> {
 /// Reads the delimited records of a file: checks the required header columns (a wrong
 /// file fails naming the missing columns), quarantines records that cannot be split or
 /// have the wrong number of fields, and hands every other record to `row`.
+#[allow(clippy::too_many_arguments)] // one call per format; a struct would only rename them
 pub(crate) fn each_record<'t>(
     kind: &str,
     name: &str,
@@ -89,7 +90,14 @@ pub(crate) fn each_record<'t>(
     let width = header.names.len();
     for record in records.by_ref() {
         match record {
-            Err(bad) => staging.quarantine(file, bad.line, bad.raw, None, Reason::UnparseableRecord, bad.message),
+            Err(bad) => staging.quarantine(
+                file,
+                bad.line,
+                bad.raw,
+                None,
+                Reason::UnparseableRecord,
+                bad.message,
+            ),
             Ok(rec) if rec.fields.len() != width => staging.quarantine(
                 file,
                 rec.line,
@@ -141,7 +149,11 @@ pub(crate) mod test_support {
     /// A far-future cut-off.
     pub const NO_CUTOFF: i64 = i64::MAX;
 
-    pub fn run(mut format: Box<dyn Format>, files: &[&str], cutoff: i64) -> (Vec<RecordBatch>, Staging) {
+    pub fn run(
+        mut format: Box<dyn Format>,
+        files: &[&str],
+        cutoff: i64,
+    ) -> (Vec<RecordBatch>, Staging) {
         let mut staging = Staging::new(format.tables(), cutoff, MSK);
         for (i, text) in files.iter().enumerate() {
             let name = format!("file{i}");
@@ -161,9 +173,12 @@ pub(crate) mod test_support {
 
     /// A column of a batch as text values (NULL as "∅").
     pub fn col(batch: &RecordBatch, name: &str) -> Vec<String> {
-        let array = batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+        let array = batch
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
         let opts = arrow::util::display::FormatOptions::default().with_null("∅");
-        let f = arrow::util::display::ArrayFormatter::try_new(array.as_ref(), &opts).expect("formatter");
+        let f = arrow::util::display::ArrayFormatter::try_new(array.as_ref(), &opts)
+            .expect("formatter");
         (0..array.len()).map(|i| f.value(i).to_string()).collect()
     }
 }

@@ -83,7 +83,9 @@ enum BlockState {
 
 /// The order key of a `Name`: `#1001` -> `1001`.
 pub fn order_key(name: &str) -> Option<String> {
-    text(name).and_then(|n| text(n.trim_start_matches('#'))).map(str::to_string)
+    text(name)
+        .and_then(|n| text(n.trim_start_matches('#')))
+        .map(str::to_string)
 }
 
 impl Shopify {
@@ -107,7 +109,14 @@ impl Shopify {
             rows: 0,
         };
         let Some(key) = block.key.clone() else {
-            staging.quarantine(file, rec.line, rec.raw, Some("Name"), Reason::MissingPrimaryKey, "Name is empty".into());
+            staging.quarantine(
+                file,
+                rec.line,
+                rec.raw,
+                Some("Name"),
+                Reason::MissingPrimaryKey,
+                "Name is empty".into(),
+            );
             return block;
         };
         let tz = self.opts.tz;
@@ -126,11 +135,17 @@ impl Shopify {
             block.state = BlockState::AfterCutoff;
             return block;
         }
-        let Some(date) = staging.date_of(created_at) else { return block };
+        let Some(date) = staging.date_of(created_at) else {
+            return block;
+        };
         let phone = ["Phone", "Billing Phone", "Shipping Phone"]
             .iter()
             .find_map(|c| crmflow_core::normalize::phone(get(c)));
-        if phone.is_none() && ["Phone", "Billing Phone", "Shipping Phone"].iter().any(|c| text(get(c)).is_some()) {
+        if phone.is_none()
+            && ["Phone", "Billing Phone", "Shipping Phone"]
+                .iter()
+                .any(|c| text(get(c)).is_some())
+        {
             staging.counts.invalid_phones += 1;
         }
         let email = email_checked(staging, get("Email"));
@@ -190,7 +205,10 @@ impl Shopify {
                 rec.raw,
                 Some("Name"),
                 Reason::OrphanLineItem,
-                format!("line item of order {} whose first row was quarantined", block.name),
+                format!(
+                    "line item of order {} whose first row was quarantined",
+                    block.name
+                ),
             ),
         }
     }
@@ -211,21 +229,30 @@ impl Format for Shopify {
             skip_lines: 0,
         };
         let mut block: Option<Block> = None;
-        each_record("Shopify orders", name, body, opts, &["Name", "Created at"], file, staging, |rec, h, staging| {
-            let row_name = rec.get(h.col("Name")).trim();
-            let starts_order = text(rec.get(h.col("Created at"))).is_some()
-                || block.as_ref().is_none_or(|b| b.name != row_name);
-            if starts_order {
-                Self::close(block.take(), staging);
-                let mut b = self.open(file, rec, h, staging);
-                if !matches!(b.state, BlockState::Quarantined) {
-                    Self::item(file, rec, h, &mut b, staging);
+        each_record(
+            "Shopify orders",
+            name,
+            body,
+            opts,
+            &["Name", "Created at"],
+            file,
+            staging,
+            |rec, h, staging| {
+                let row_name = rec.get(h.col("Name")).trim();
+                let starts_order = text(rec.get(h.col("Created at"))).is_some()
+                    || block.as_ref().is_none_or(|b| b.name != row_name);
+                if starts_order {
+                    Self::close(block.take(), staging);
+                    let mut b = self.open(file, rec, h, staging);
+                    if !matches!(b.state, BlockState::Quarantined) {
+                        Self::item(file, rec, h, &mut b, staging);
+                    }
+                    block = Some(b);
+                } else if let Some(b) = block.as_mut() {
+                    Self::item(file, rec, h, b, staging);
                 }
-                block = Some(b);
-            } else if let Some(b) = block.as_mut() {
-                Self::item(file, rec, h, b, staging);
-            }
-        })?;
+            },
+        )?;
         Self::close(block, staging);
         Ok(())
     }
@@ -252,13 +279,21 @@ mod tests {
         let (items, orders) = (&b[0], &b[1]);
         assert_eq!(col(orders, "order_key"), ["1001", "1003"]);
         assert_eq!(col(orders, "email"), ["anna@example.com", "c@x.ru"]);
-        assert_eq!(col(orders, "phone"), ["+79123456789", "∅"], "first valid of Phone, Billing Phone, Shipping Phone");
+        assert_eq!(
+            col(orders, "phone"),
+            ["+79123456789", "∅"],
+            "first valid of Phone, Billing Phone, Shipping Phone"
+        );
         assert_eq!(col(orders, "financial_status"), ["paid", "refunded"]);
         assert_eq!(col(orders, "total"), ["1234.5", "50.0"]);
         assert_eq!(col(orders, "created_at")[0], "2026-11-20T11:03:11Z");
         assert_eq!(col(items, "sku"), ["SKU-1", "SKU-2", "SKU-1"]);
         assert_eq!(col(items, "line_number"), ["1", "2", "1"]);
-        let q: Vec<_> = st.quarantine.iter().map(|q| (q.line, q.reason.as_str())).collect();
+        let q: Vec<_> = st
+            .quarantine
+            .iter()
+            .map(|q| (q.line, q.reason.as_str()))
+            .collect();
         assert_eq!(q, [(4, "unparseable_timestamp"), (5, "orphan_line_item")]);
         assert_eq!((st.counts.rows_read, st.counts.rows_loaded), (5, 3));
     }
@@ -268,7 +303,9 @@ mod tests {
         let f1 = format!(
             "{HEADER}\n#7,a@b.ru,paid,,yes,RUB,30,2026-11-20 10:00:00 +0300,1,A,10,A,,,,\n#7,,,,,,,,1,B,20,B,,,,\n"
         );
-        let f2 = format!("{HEADER}\n#7,a@b.ru,refunded,,yes,RUB,30,2026-11-20 10:00:00 +0300,1,A,10,A,,,,30\n");
+        let f2 = format!(
+            "{HEADER}\n#7,a@b.ru,refunded,,yes,RUB,30,2026-11-20 10:00:00 +0300,1,A,10,A,,,,30\n"
+        );
         let (b, st) = run(Box::new(Shopify { opts: opts() }), &[&f1, &f2], NO_CUTOFF);
         assert_eq!(col(&b[1], "financial_status"), ["refunded"]);
         assert_eq!(col(&b[0], "sku"), ["A"]);
@@ -281,7 +318,10 @@ mod tests {
         let csv = format!(
             "{HEADER}\n#8,a@b.ru,paid,,yes,RUB,30,2026-11-21 10:00:00 +0300,1,A,10,A,,,,\n#8,,,,,,,,1,B,20,B,,,,\n"
         );
-        let cutoff = crmflow_core::normalize::end_of_day_micros(chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), MSK);
+        let cutoff = crmflow_core::normalize::end_of_day_micros(
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            MSK,
+        );
         let (b, st) = run(Box::new(Shopify { opts: opts() }), &[&csv], cutoff);
         assert_eq!(b[1].num_rows(), 0);
         assert_eq!(st.counts.rows_after_cutoff, 2);

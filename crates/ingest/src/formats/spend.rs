@@ -143,7 +143,8 @@ impl Format for Spend {
     fn parse(&mut self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
         // A Direct report may open with a title line: the header is the line with the date column.
         let first = body.lines().next().unwrap_or("");
-        let skip_lines = usize::from(self.tsv && !first.split('\t').any(|c| c.trim() == self.cols.date));
+        let skip_lines =
+            usize::from(self.tsv && !first.split('\t').any(|c| c.trim() == self.cols.date));
         let opts = DelimitedOptions {
             delimiter: self.opts.delimiter.or(self.tsv.then_some(b'\t')),
             quoting: !self.tsv,
@@ -160,42 +161,68 @@ impl Format for Spend {
             Some((head, last)) if self.tsv && last.trim_start().starts_with("Total rows") => head,
             _ => body,
         };
-        each_record(self.kind, name, body, opts, &required, file, staging, |rec, h, staging| {
-            let get = |col: &str| rec.get(h.col(col));
-            let Some(day) = date(get(c.date)) else {
-                staging.quarantine(file, rec.line, rec.raw, Some(c.date), Reason::UnparseableTimestamp, format!("{} is not a date", c.date));
-                return;
-            };
-            if staging.after_cutoff(start_of_day_micros(day, tz), 1) {
-                return;
-            }
-            let key_parts: Vec<&str> = c.key.iter().map(|k| get(k).trim()).collect();
-            let campaign = text(get(c.campaign));
-            if key_parts.iter().all(|k| text(k).is_none()) {
-                staging.quarantine(file, rec.line, rec.raw, Some(c.key[0]), Reason::MissingPrimaryKey, format!("{} is empty", c.key.join(", ")));
-                return;
-            }
-            let (source, medium) = match fixed {
-                Some((s, m)) => (Some(s), Some(m)),
-                None => (c.source.and_then(|s| text(get(s))), c.medium.and_then(|m| text(get(m)))),
-            };
-            let cost = decimal(get(c.cost)).map(|v| if micros { v / 1_000_000.0 } else { v });
-            let key = format!("{day}\u{1f}{}", key_parts.join("\u{1f}"));
-            let row = staging.tables[0]
-                .row(date32(day), file, rec.line)
-                .date(Some(date32(day)))
-                .str(Some(platform))
-                .str(source)
-                .str(medium)
-                .str(campaign)
-                .str(c.campaign_id.and_then(|id| text(get(id))))
-                .i64(integer(get(c.impressions)))
-                .i64(integer(get(c.clicks)))
-                .f64(cost)
-                .str(text(get(c.currency)))
-                .end();
-            staging.loaded(Some(key), vec![(0, row)], 1);
-        })
+        each_record(
+            self.kind,
+            name,
+            body,
+            opts,
+            &required,
+            file,
+            staging,
+            |rec, h, staging| {
+                let get = |col: &str| rec.get(h.col(col));
+                let Some(day) = date(get(c.date)) else {
+                    staging.quarantine(
+                        file,
+                        rec.line,
+                        rec.raw,
+                        Some(c.date),
+                        Reason::UnparseableTimestamp,
+                        format!("{} is not a date", c.date),
+                    );
+                    return;
+                };
+                if staging.after_cutoff(start_of_day_micros(day, tz), 1) {
+                    return;
+                }
+                let key_parts: Vec<&str> = c.key.iter().map(|k| get(k).trim()).collect();
+                let campaign = text(get(c.campaign));
+                if key_parts.iter().all(|k| text(k).is_none()) {
+                    staging.quarantine(
+                        file,
+                        rec.line,
+                        rec.raw,
+                        Some(c.key[0]),
+                        Reason::MissingPrimaryKey,
+                        format!("{} is empty", c.key.join(", ")),
+                    );
+                    return;
+                }
+                let (source, medium) = match fixed {
+                    Some((s, m)) => (Some(s), Some(m)),
+                    None => (
+                        c.source.and_then(|s| text(get(s))),
+                        c.medium.and_then(|m| text(get(m))),
+                    ),
+                };
+                let cost = decimal(get(c.cost)).map(|v| if micros { v / 1_000_000.0 } else { v });
+                let key = format!("{day}\u{1f}{}", key_parts.join("\u{1f}"));
+                let row = staging.tables[0]
+                    .row(date32(day), file, rec.line)
+                    .date(Some(date32(day)))
+                    .str(Some(platform))
+                    .str(source)
+                    .str(medium)
+                    .str(campaign)
+                    .str(c.campaign_id.and_then(|id| text(get(id))))
+                    .i64(integer(get(c.impressions)))
+                    .i64(integer(get(c.clicks)))
+                    .f64(cost)
+                    .str(text(get(c.currency)))
+                    .end();
+                staging.loaded(Some(key), vec![(0, row)], 1);
+            },
+        )
     }
 }
 
@@ -215,7 +242,10 @@ mod tests {
         assert_eq!(col(&b[0], "source"), ["yandex"]);
         assert_eq!(col(&b[0], "_source_line"), ["3"]);
         assert_eq!(st.counts.rows_read, 2, "the footer is not a row");
-        assert_eq!((st.quarantine[0].line, st.quarantine[0].reason), (4, Reason::MissingPrimaryKey));
+        assert_eq!(
+            (st.quarantine[0].line, st.quarantine[0].reason),
+            (4, Reason::MissingPrimaryKey)
+        );
     }
 
     #[test]

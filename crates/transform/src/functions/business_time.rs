@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
-use datafusion::arrow::array::{Array, ArrayRef, Date32Array, Date32Builder, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, Date32Array, Date32Builder, TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{
@@ -22,16 +24,26 @@ fn to_days(d: NaiveDate) -> i32 {
 fn signature() -> Signature {
     Signature::one_of(
         vec![
-            TypeSignature::Exact(vec![DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))]),
+            TypeSignature::Exact(vec![DataType::Timestamp(
+                TimeUnit::Microsecond,
+                Some("UTC".into()),
+            )]),
             TypeSignature::Exact(vec![DataType::Timestamp(TimeUnit::Microsecond, None)]),
-            TypeSignature::Exact(vec![DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))]),
+            TypeSignature::Exact(vec![DataType::Timestamp(
+                TimeUnit::Nanosecond,
+                Some("UTC".into()),
+            )]),
             TypeSignature::Exact(vec![DataType::Timestamp(TimeUnit::Nanosecond, None)]),
         ],
         Volatility::Immutable,
     )
 }
 
-fn map_dates(args: ScalarFunctionArgs, tz: Tz, f: impl Fn(NaiveDate) -> NaiveDate) -> Result<ColumnarValue> {
+fn map_dates(
+    args: ScalarFunctionArgs,
+    tz: Tz,
+    f: impl Fn(NaiveDate) -> NaiveDate,
+) -> Result<ColumnarValue> {
     let [arg] = args.args.as_slice() else {
         return exec_err!("expects one timestamp argument");
     };
@@ -53,9 +65,14 @@ fn map_dates(args: ScalarFunctionArgs, tz: Tz, f: impl Fn(NaiveDate) -> NaiveDat
     }
     let result: ArrayRef = Arc::new(out.finish());
     if scalar {
-        let d = result.as_any().downcast_ref::<Date32Array>().map(|a| a.slice(0, 1));
+        let d = result
+            .as_any()
+            .downcast_ref::<Date32Array>()
+            .map(|a| a.slice(0, 1));
         if let Some(d) = d {
-            return Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&d, 0)?));
+            return Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&d, 0)?,
+            ));
         }
     }
     Ok(ColumnarValue::Array(result))

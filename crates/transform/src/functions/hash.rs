@@ -6,7 +6,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, StringArray, StringBuilder};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
@@ -15,7 +17,8 @@ fn digest_hex<D: Digest>(args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         return exec_err!("expects one text argument");
     };
     let scalar = matches!(arg, ColumnarValue::Scalar(_));
-    let array = datafusion::arrow::compute::cast(&arg.to_array(args.number_rows)?, &DataType::Utf8)?;
+    let array =
+        datafusion::arrow::compute::cast(&arg.to_array(args.number_rows)?, &DataType::Utf8)?;
     let Some(strings) = array.as_any().downcast_ref::<StringArray>() else {
         return exec_err!("expects text");
     };

@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, StringArray, StringBuilder, StructArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, ListArray, StringArray, StringBuilder, StructArray,
+};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -26,7 +28,11 @@ fn pair_fields() -> Fields {
 }
 
 fn output_type() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Struct(pair_fields()), true)))
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(pair_fields()),
+        true,
+    )))
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -37,7 +43,10 @@ pub struct ConnectedComponents {
 impl ConnectedComponents {
     pub fn new() -> Self {
         Self {
-            signature: Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Immutable),
+            signature: Signature::exact(
+                vec![DataType::Utf8, DataType::Utf8],
+                Volatility::Immutable,
+            ),
         }
     }
 }
@@ -62,7 +71,11 @@ impl AggregateUDFImpl for ConnectedComponents {
         Ok(Box::new(UnionFind::default()))
     }
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(format!("{}_pairs", args.name), output_type(), true))])
+        Ok(vec![Arc::new(Field::new(
+            format!("{}_pairs", args.name),
+            output_type(),
+            true,
+        ))])
     }
 }
 
@@ -102,7 +115,11 @@ impl UnionFind {
         if ra == rb {
             return;
         }
-        let (big, small) = if self.size[ra as usize] >= self.size[rb as usize] { (ra, rb) } else { (rb, ra) };
+        let (big, small) = if self.size[ra as usize] >= self.size[rb as usize] {
+            (ra, rb)
+        } else {
+            (rb, ra)
+        };
         self.parent[small as usize] = big;
         self.size[big as usize] += self.size[small as usize];
     }
@@ -121,7 +138,10 @@ impl UnionFind {
         let mut out: Vec<(String, String)> = (0..n as u32)
             .map(|i| {
                 let root = self.find(i);
-                (self.names[i as usize].clone(), self.names[smallest[&root] as usize].clone())
+                (
+                    self.names[i as usize].clone(),
+                    self.names[smallest[&root] as usize].clone(),
+                )
             })
             .collect();
         out.sort();
@@ -153,7 +173,10 @@ impl UnionFind {
         }
         let structs = StructArray::try_new(
             pair_fields(),
-            vec![Arc::new(nodes.finish()) as ArrayRef, Arc::new(comps.finish())],
+            vec![
+                Arc::new(nodes.finish()) as ArrayRef,
+                Arc::new(comps.finish()),
+            ],
             None,
         )?;
         let list = ListArray::try_new(
@@ -188,7 +211,9 @@ impl Accumulator for UnionFind {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let Some(lists) = states.first() else { return Ok(()) };
+        let Some(lists) = states.first() else {
+            return Ok(());
+        };
         let lists = lists.as_list::<i32>();
         for i in 0..lists.len() {
             if lists.is_null(i) {
@@ -196,7 +221,10 @@ impl Accumulator for UnionFind {
             }
             let item = lists.value(i);
             let s = item.as_struct();
-            self.add_pairs(s.column(0).as_string::<i32>(), s.column(1).as_string::<i32>());
+            self.add_pairs(
+                s.column(0).as_string::<i32>(),
+                s.column(1).as_string::<i32>(),
+            );
         }
         Ok(())
     }
@@ -209,7 +237,12 @@ mod tests {
     #[test]
     fn transitive_components_named_by_smallest_node() {
         let mut uf = UnionFind::default();
-        let (a, b, c, d) = (uf.node("email:b@x.ru"), uf.node("phone:+7900"), uf.node("email:a@x.ru"), uf.node("ym:1"));
+        let (a, b, c, d) = (
+            uf.node("email:b@x.ru"),
+            uf.node("phone:+7900"),
+            uf.node("email:a@x.ru"),
+            uf.node("ym:1"),
+        );
         uf.union(a, b);
         uf.union(c, b);
         let _ = d;

@@ -11,12 +11,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Builder, ListArray, StringBuilder, StructArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Builder, ListArray, StringBuilder, StructArray,
+};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, TypeSignature, Volatility};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDFImpl, Signature, TypeSignature, Volatility,
+};
 
 const START: &str = "(start)";
 const CONVERSION: &str = "(conversion)";
@@ -53,7 +57,11 @@ impl MarkovRemovalEffects {
         let path = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
         Self {
             signature: Signature::one_of(
-                vec![TypeSignature::Exact(vec![path, DataType::Float64, DataType::Float64])],
+                vec![TypeSignature::Exact(vec![
+                    path,
+                    DataType::Float64,
+                    DataType::Float64,
+                ])],
                 Volatility::Immutable,
             ),
         }
@@ -76,7 +84,9 @@ impl AggregateUDFImpl for MarkovRemovalEffects {
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let path = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
         match arg_types {
-            [DataType::List(_) | DataType::LargeList(_), _, _] => Ok(vec![path, DataType::Float64, DataType::Float64]),
+            [DataType::List(_) | DataType::LargeList(_), _, _] => {
+                Ok(vec![path, DataType::Float64, DataType::Float64])
+            }
             _ => exec_err!("markov_removal_effects(path list<text>, conversions, nulls)"),
         }
     }
@@ -110,14 +120,23 @@ impl Transitions {
         }
         let mut from = START;
         for c in channels {
-            *self.counts.entry((from.to_string(), c.to_string())).or_default() += total;
+            *self
+                .counts
+                .entry((from.to_string(), c.to_string()))
+                .or_default() += total;
             from = c;
         }
         if conversions > 0.0 {
-            *self.counts.entry((from.to_string(), CONVERSION.to_string())).or_default() += conversions;
+            *self
+                .counts
+                .entry((from.to_string(), CONVERSION.to_string()))
+                .or_default() += conversions;
         }
         if nulls > 0.0 {
-            *self.counts.entry((from.to_string(), NULL.to_string())).or_default() += nulls;
+            *self
+                .counts
+                .entry((from.to_string(), NULL.to_string()))
+                .or_default() += nulls;
         }
     }
 
@@ -142,7 +161,10 @@ impl Transitions {
             if s == START {
                 Some(0)
             } else {
-                channels.binary_search_by(|c| c.as_str().cmp(s)).ok().map(|i| i + 1)
+                channels
+                    .binary_search_by(|c| c.as_str().cmp(s))
+                    .ok()
+                    .map(|i| i + 1)
             }
         };
         let mut totals = vec![0.0; n];
@@ -184,7 +206,13 @@ impl Transitions {
         let channels = self.channels();
         let effects: Vec<f64> = channels
             .iter()
-            .map(|c| if p > 0.0 { (1.0 - self.p_conversion(Some(c)) / p).max(0.0) } else { 0.0 })
+            .map(|c| {
+                if p > 0.0 {
+                    (1.0 - self.p_conversion(Some(c)) / p).max(0.0)
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let sum: f64 = effects.iter().sum();
         let out = channels
@@ -199,7 +227,11 @@ impl Transitions {
     }
 
     fn to_scalar(&self) -> Result<ScalarValue> {
-        let (mut f, mut t, mut c) = (StringBuilder::new(), StringBuilder::new(), Float64Builder::new());
+        let (mut f, mut t, mut c) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            Float64Builder::new(),
+        );
         for ((from, to), n) in &self.counts {
             f.append_value(from);
             t.append_value(to);
@@ -207,7 +239,11 @@ impl Transitions {
         }
         list_scalar(
             transition_fields(),
-            vec![Arc::new(f.finish()), Arc::new(t.finish()), Arc::new(c.finish())],
+            vec![
+                Arc::new(f.finish()),
+                Arc::new(t.finish()),
+                Arc::new(c.finish()),
+            ],
             self.counts.len(),
         )
     }
@@ -233,13 +269,15 @@ fn solve(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
             return None;
         }
         a.swap(col, pivot);
-        for row in 0..n {
-            if row != col {
-                let factor = a[row][col] / a[col][col];
-                if factor != 0.0 {
-                    for k in col..=n {
-                        a[row][k] -= factor * a[col][k];
-                    }
+        let pivot_row = a[col].clone();
+        for (r, row) in a.iter_mut().enumerate() {
+            if r == col {
+                continue;
+            }
+            let factor = row[col] / pivot_row[col];
+            if factor != 0.0 {
+                for (x, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                    *x -= factor * p;
                 }
             }
         }
@@ -261,8 +299,16 @@ impl Accumulator for Transitions {
             }
             let item = paths.value(i);
             let channels: Vec<&str> = item.as_string::<i32>().iter().flatten().collect();
-            let conv = if conversions.is_null(i) { 0.0 } else { conversions.value(i) };
-            let null = if nulls.is_null(i) { 0.0 } else { nulls.value(i) };
+            let conv = if conversions.is_null(i) {
+                0.0
+            } else {
+                conversions.value(i)
+            };
+            let null = if nulls.is_null(i) {
+                0.0
+            } else {
+                nulls.value(i)
+            };
             self.add_path(&channels, conv, null);
         }
         Ok(())
@@ -270,8 +316,12 @@ impl Accumulator for Transitions {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         let (effects, p) = self.removal_effects();
-        let (mut c, mut re, mut share, mut pc) =
-            (StringBuilder::new(), Float64Builder::new(), Float64Builder::new(), Float64Builder::new());
+        let (mut c, mut re, mut share, mut pc) = (
+            StringBuilder::new(),
+            Float64Builder::new(),
+            Float64Builder::new(),
+            Float64Builder::new(),
+        );
         for (channel, e, s) in &effects {
             c.append_value(channel);
             re.append_value(*e);
@@ -299,7 +349,9 @@ impl Accumulator for Transitions {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let Some(lists) = states.first() else { return Ok(()) };
+        let Some(lists) = states.first() else {
+            return Ok(());
+        };
         let lists = lists.as_list::<i32>();
         for i in 0..lists.len() {
             if lists.is_null(i) {

@@ -14,11 +14,19 @@ use crate::error::Result;
 
 /// Registers every crmflow function.
 pub fn register_all(registry: &mut dyn FunctionRegistry, tz: Tz) -> Result<()> {
-    registry.register_udf(std::sync::Arc::new(ScalarUDF::from(business_time::BusinessDate::new(tz))))?;
-    registry.register_udf(std::sync::Arc::new(ScalarUDF::from(business_time::BusinessMonth::new(tz))))?;
+    registry.register_udf(std::sync::Arc::new(ScalarUDF::from(
+        business_time::BusinessDate::new(tz),
+    )))?;
+    registry.register_udf(std::sync::Arc::new(ScalarUDF::from(
+        business_time::BusinessMonth::new(tz),
+    )))?;
     registry.register_udf(std::sync::Arc::new(ScalarUDF::from(hash::Sha256Hex::new())))?;
     registry.register_udf(std::sync::Arc::new(ScalarUDF::from(hash::Md5Hex::new())))?;
-    registry.register_udaf(std::sync::Arc::new(AggregateUDF::from(identity::ConnectedComponents::new())))?;
-    registry.register_udaf(std::sync::Arc::new(AggregateUDF::from(markov::MarkovRemovalEffects::new())))?;
+    registry.register_udaf(std::sync::Arc::new(AggregateUDF::from(
+        identity::ConnectedComponents::new(),
+    )))?;
+    registry.register_udaf(std::sync::Arc::new(AggregateUDF::from(
+        markov::MarkovRemovalEffects::new(),
+    )))?;
     Ok(())
 }
