@@ -37,9 +37,9 @@ select m.month,
        o.revenue / nullif(o.orders, 0) as aov,
        coalesce(l.leads, 0) as leads,
        coalesce(s.cost, 0) as cost,
-       s.cost / nullif(c.new_customers, 0) as cac,
-       s.cost / nullif(l.leads, 0) as cpl,
-       s.cost / nullif(o.revenue, 0) as drr
+       coalesce(s.cost, 0) / nullif(c.new_customers, 0) as cac,
+       coalesce(s.cost, 0) / nullif(l.leads, 0) as cpl,
+       coalesce(s.cost, 0) / nullif(o.revenue, 0) as drr
 from months m
 left join orders o on o.month = m.month
 left join leads l on l.month = m.month

@@ -182,3 +182,77 @@ pub(crate) mod test_support {
         (0..array.len()).map(|i| f.value(i).to_string()).collect()
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    //! Arbitrary bytes never panic any parser: every format gets random input (and
+    //! random input behind a valid header), and the counts always balance.
+    use super::test_support::*;
+    use super::*;
+    use proptest::prelude::*;
+
+    const HEADERS: &[(SourceKind, &str)] = &[
+        (
+            SourceKind::Calltouch,
+            "callId;date;callerNumber;targetCall\n",
+        ),
+        (
+            SourceKind::MetricaVisits,
+            "ym:s:visitID\tym:s:counterID\tym:s:dateTime\tym:s:clientID\tym:s:purchaseID\n",
+        ),
+        (SourceKind::Ga4Events, ""),
+        (
+            SourceKind::ShopifyOrders,
+            "Name,Email,Created at,Lineitem sku,Phone\n",
+        ),
+        (
+            SourceKind::DirectSpend,
+            "Date\tCampaignId\tCampaignName\tCost\n",
+        ),
+        (
+            SourceKind::GoogleAdsSpend,
+            "segments.date,campaign.name,metrics.cost_micros\n",
+        ),
+        (
+            SourceKind::GenericSpend,
+            "date,source,medium,campaign,cost\n",
+        ),
+        (
+            SourceKind::MessageEvents,
+            "channel,recipient,event,event_at\n",
+        ),
+        (SourceKind::Consents, "contact,channel,status,updated_at\n"),
+    ];
+
+    fn parse_any(kind: SourceKind, bytes: &[u8]) {
+        let mut format = format_for(kind, opts());
+        let mut staging = Staging::new(format.tables(), NO_CUTOFF, MSK);
+        let text = crate::text::decode(bytes, crmflow_core::config::TextEncoding::Auto);
+        let file = staging.add_file("fuzz", bytes.len() as u64);
+        // A wrong file is an error, never a panic.
+        let _ = format.parse(file, "fuzz", &text, &mut staging);
+        let _ = format.finish(&mut staging);
+        let names = staging.file_names.clone();
+        for t in &mut staging.tables {
+            t.finish(&names).expect("tables stay consistent");
+        }
+        assert!(staging.counts.balanced(), "{:?}", staging.counts);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            for (kind, _) in HEADERS {
+                parse_any(*kind, &bytes);
+            }
+        }
+
+        #[test]
+        fn random_rows_behind_a_valid_header_never_panic(body in "[ -~\t\n;,\"'\\[\\]0-9/:.@+-]{0,300}") {
+            for (kind, header) in HEADERS {
+                parse_any(*kind, format!("{header}{body}").as_bytes());
+            }
+        }
+    }
+}
