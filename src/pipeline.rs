@@ -12,7 +12,7 @@ use crmflow_core::lake::Lake;
 use crmflow_core::lease::Lease;
 use crmflow_core::runs::{RunRecord, RunStatus, SourceCounts, StageRecord, TestRecord};
 use crmflow_transform::datatests::{Severity, TestOutcome, run_tests};
-use crmflow_transform::engine::{EngineConfig, LakeTable, SeedTable, build_context};
+use crmflow_transform::engine::{EngineConfig, LakeTable, build_context};
 use crmflow_transform::materialize::{mart_folder, run_model};
 use crmflow_transform::models::{Materialization, Project};
 use crmflow_transform::vars::VarSet;
@@ -319,14 +319,7 @@ pub async fn model_env(job: &Job, lake: &Lake, as_of: NaiveDate) -> Result<Model
             });
         }
     }
-    let seeds: Vec<SeedTable> = project
-        .seeds
-        .values()
-        .map(|s| SeedTable {
-            name: s.name.clone(),
-            path: s.path.clone(),
-        })
-        .collect();
+    let seeds = project.seed_tables();
     let config = EngineConfig::from_settings(&job.file.engine, job.business_tz, job.base_dir());
     let ctx = build_context(&config, lake, &tables, &seeds).await?;
     Ok(ModelEnv { project, vars, ctx })

@@ -1,6 +1,7 @@
 //! The sqllogictest harness: runs every `tests/slt/**/*.slt` file, each in a fresh
 //! crmflow session (every crmflow function registered, business time zone
-//! Europe/Moscow), and prints a libtest-style summary line.
+//! Europe/Moscow, the seeds of `sql/seeds/` as tables), and prints a libtest-style
+//! summary line.
 //!
 //! Besides plain SQL, two statements let a file test a model of `sql/`:
 //! - `SET VAR <name> = <SQL literal>`: overrides a run variable (default `as_of` is
@@ -53,8 +54,14 @@ fn format_value(array: &dyn Array, row: usize, formatter: &ArrayFormatter) -> St
             let s = format!("{rounded}");
             if s == "-0" { "0".into() } else { s }
         }
-        DataType::Utf8 if array.as_string::<i32>().value(row).is_empty() => "(empty)".into(),
-        _ => formatter.value(row).to_string(),
+        _ => {
+            let text = formatter.value(row).to_string();
+            if text.is_empty() {
+                "(empty)".into()
+            } else {
+                text
+            }
+        }
     }
 }
 
@@ -174,7 +181,9 @@ async fn new_db(project: Arc<Project>) -> Result<CrmflowDb, SltError> {
     let lake_dir = tempfile::tempdir().map_err(|e| SltError(e.to_string()))?;
     let lake = Lake::open(lake_dir.path().to_str().unwrap_or("."), &Default::default())
         .map_err(|e| SltError(e.to_string()))?;
-    let ctx = build_context(&EngineConfig::default_for(tz), &lake, &[], &[])
+    // The seeds of sql/seeds are tables, as in a run.
+    let seeds = project.seed_tables();
+    let ctx = build_context(&EngineConfig::default_for(tz), &lake, &[], &seeds)
         .await
         .map_err(|e| SltError(e.to_string()))?;
     let as_of = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap_or_default();

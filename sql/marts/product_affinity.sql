@@ -6,7 +6,7 @@ with baskets as (
     join conversions c on c.conversion_id = 'order:' || i.order_key and c.conversion_type = 'order'
     where i.sku is not null
 ),
-total as (select count(distinct order_key) as orders from baskets),
+total as (select count(*) as orders from conversions where conversion_type = 'order'),
 singles as (select sku, count(*) as orders_sku from baskets group by sku),
 pairs as (
     select a.sku as sku_a, b.sku as sku_b, count(*) as orders_ab

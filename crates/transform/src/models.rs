@@ -242,6 +242,17 @@ impl Project {
         })
     }
 
+    /// The seeds as tables for the engine.
+    pub fn seed_tables(&self) -> Vec<crate::engine::SeedTable> {
+        self.seeds
+            .values()
+            .map(|s| crate::engine::SeedTable {
+                name: s.name.clone(),
+                path: s.path.clone(),
+            })
+            .collect()
+    }
+
     /// Models that `name` reads (models only).
     pub fn parents(&self, name: &str) -> Vec<&str> {
         self.models
