@@ -12,7 +12,7 @@ use crmflow_core::normalize::{text, timestamp_micros};
 
 use super::{Format, ParseOptions, each_record, email_checked, phone_checked};
 use crate::error::Result;
-use crate::stage::{Reason, Staging, TableStage, ts_type};
+use crate::stage::{Reason, RowWriter, Staging, TableStage, ts_type};
 use crate::text::DelimitedOptions;
 
 fn text_field(n: &str) -> Field {
@@ -54,12 +54,63 @@ fn lower(v: &str) -> Option<String> {
     text(v).map(str::to_lowercase)
 }
 
-fn opts(o: ParseOptions) -> DelimitedOptions {
-    DelimitedOptions {
-        delimiter: o.delimiter,
+/// Reads a keyless CSV whose rows carry a contact and a time: quarantines an
+/// unparseable time, applies the cut-off, splits the contact into email or phone, and
+/// lets `fill` write the rest of the row.
+#[allow(clippy::too_many_arguments)] // the two callers differ only in these
+fn contact_rows(
+    kind: &str,
+    required: &[&str],
+    at_column: &str,
+    contact_column: &str,
+    opts: ParseOptions,
+    (file, name, body): (u32, &str, &str),
+    staging: &mut Staging,
+    fill: impl Fn(RowWriter<'_>, &dyn Fn(&str) -> String, Option<String>, Option<String>, i64) -> u32,
+) -> Result<()> {
+    let delimited = DelimitedOptions {
+        delimiter: opts.delimiter,
         quoting: true,
         skip_lines: 0,
-    }
+    };
+    each_record(
+        kind,
+        name,
+        body,
+        delimited,
+        required,
+        file,
+        staging,
+        |rec, h, staging| {
+            let get = |c: &str| rec.get(h.col(c)).to_string();
+            let Some(at) = timestamp_micros(&get(at_column), opts.tz) else {
+                staging.quarantine(
+                    file,
+                    rec.line,
+                    rec.raw,
+                    Some(at_column),
+                    Reason::UnparseableTimestamp,
+                    format!("{at_column} is not a time"),
+                );
+                return;
+            };
+            if staging.after_cutoff(at, 1) {
+                return;
+            }
+            let Some(day) = staging.date_of(at) else {
+                return;
+            };
+            let (email, phone) = contact(staging, &get(contact_column));
+            let row = fill(
+                staging.tables[0].row(day, file, rec.line),
+                &get,
+                email,
+                phone,
+                at,
+            );
+            staging.loaded(None, vec![(0, row)], 1);
+        },
+    )
 }
 
 pub struct MessageEvents {
@@ -72,47 +123,24 @@ impl Format for MessageEvents {
     }
 
     fn parse(&mut self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
-        let tz = self.opts.tz;
         let required = ["channel", "recipient", "event", "event_at"];
-        each_record(
+        contact_rows(
             "message events",
-            name,
-            body,
-            opts(self.opts),
             &required,
-            file,
+            "event_at",
+            "recipient",
+            self.opts,
+            (file, name, body),
             staging,
-            |rec, h, staging| {
-                let get = |c: &str| rec.get(h.col(c));
-                let Some(at) = timestamp_micros(get("event_at"), tz) else {
-                    staging.quarantine(
-                        file,
-                        rec.line,
-                        rec.raw,
-                        Some("event_at"),
-                        Reason::UnparseableTimestamp,
-                        "event_at is not a time".into(),
-                    );
-                    return;
-                };
-                if staging.after_cutoff(at, 1) {
-                    return;
-                }
-                let Some(day) = staging.date_of(at) else {
-                    return;
-                };
-                let (email, phone) = contact(staging, get("recipient"));
-                let row = staging.tables[0]
-                    .row(day, file, rec.line)
-                    .str(lower(get("channel")).as_deref())
-                    .str(text(get("campaign_id")))
-                    .str(text(get("campaign_name")))
+            |row, get, email, phone, at| {
+                row.str(lower(&get("channel")).as_deref())
+                    .str(text(&get("campaign_id")))
+                    .str(text(&get("campaign_name")))
                     .str(email.as_deref())
                     .str(phone.as_deref())
-                    .str(lower(get("event")).as_deref())
+                    .str(lower(&get("event")).as_deref())
                     .ts(Some(at))
-                    .end();
-                staging.loaded(None, vec![(0, row)], 1);
+                    .end()
             },
         )
     }
@@ -128,45 +156,22 @@ impl Format for Consents {
     }
 
     fn parse(&mut self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
-        let tz = self.opts.tz;
         let required = ["contact", "channel", "status", "updated_at"];
-        each_record(
+        contact_rows(
             "consents",
-            name,
-            body,
-            opts(self.opts),
             &required,
-            file,
+            "updated_at",
+            "contact",
+            self.opts,
+            (file, name, body),
             staging,
-            |rec, h, staging| {
-                let get = |c: &str| rec.get(h.col(c));
-                let Some(at) = timestamp_micros(get("updated_at"), tz) else {
-                    staging.quarantine(
-                        file,
-                        rec.line,
-                        rec.raw,
-                        Some("updated_at"),
-                        Reason::UnparseableTimestamp,
-                        "updated_at is not a time".into(),
-                    );
-                    return;
-                };
-                if staging.after_cutoff(at, 1) {
-                    return;
-                }
-                let Some(day) = staging.date_of(at) else {
-                    return;
-                };
-                let (email, phone) = contact(staging, get("contact"));
-                let row = staging.tables[0]
-                    .row(day, file, rec.line)
-                    .str(lower(get("channel")).as_deref())
+            |row, get, email, phone, at| {
+                row.str(lower(&get("channel")).as_deref())
                     .str(email.as_deref())
                     .str(phone.as_deref())
-                    .str(lower(get("status")).as_deref())
+                    .str(lower(&get("status")).as_deref())
                     .ts(Some(at))
-                    .end();
-                staging.loaded(None, vec![(0, row)], 1);
+                    .end()
             },
         )
     }
