@@ -56,6 +56,8 @@ pub enum Command {
     Models(ModelsArgs),
     /// Run a SQL query against the lake (raw tables, seeds and marts).
     Query(QueryArgs),
+    /// Publish the segment feeds of a job (the `publish` stage of `run`, alone).
+    Publish(PublishArgs),
 }
 
 #[derive(Debug, Args)]
@@ -80,12 +82,37 @@ pub struct RunArgs {
     /// Use this lake instead of the job's (a path or object_store URL).
     #[arg(long)]
     pub lake: Option<String>,
+    /// Publish even when a feed would lose more than its `max_removed_share`.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The job file.
+    pub job: PathBuf,
+    /// Business date (default: yesterday in the business time zone).
+    #[arg(long)]
+    pub as_of: Option<NaiveDate>,
+    /// Segments to publish (default: the job's `[publish] select`, else all).
+    #[arg(long, value_delimiter = ',')]
+    pub segment: Vec<String>,
+    /// Compute every feed's counts and diff; write nothing (no lease, no run record).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Publish even when a feed would lose more than its `max_removed_share`.
+    #[arg(long)]
+    pub force: bool,
+    /// Use this lake instead of the job's.
+    #[arg(long)]
+    pub lake: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum Stage {
     Ingest,
     Models,
+    Publish,
 }
 
 impl Stage {
@@ -93,6 +120,7 @@ impl Stage {
         match self {
             Stage::Ingest => "ingest",
             Stage::Models => "models",
+            Stage::Publish => "publish",
         }
     }
 }

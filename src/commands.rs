@@ -22,6 +22,7 @@ pub async fn dispatch(command: Command) -> Result<()> {
         Command::Generate(args) => crate::generate::generate(&args),
         Command::Models(args) => models(args).await,
         Command::Query(args) => query(args).await,
+        Command::Publish(args) => publish(args).await,
     }
 }
 
@@ -37,6 +38,10 @@ async fn run(args: RunArgs) -> Result<()> {
         stages: args.stage,
         select: args.select,
         lake_override: args.lake,
+        publish: crate::publish::PublishFlags {
+            force: args.force,
+            ..Default::default()
+        },
     };
     let records = pipeline::run(&job, &plan).await?;
     let mut out = std::io::stdout().lock();
@@ -72,6 +77,7 @@ pub fn print_record(out: &mut impl Write, r: &RunRecord) -> Result<()> {
             s.rows_after_cutoff
         )?;
     }
+    print_publications(out, &r.publications)?;
     let failed = r.tests.iter().filter(|t| !t.passed).count();
     if !r.tests.is_empty() {
         writeln!(
@@ -80,6 +86,66 @@ pub fn print_record(out: &mut impl Write, r: &RunRecord) -> Result<()> {
             r.tests.len() - failed,
             failed
         )?;
+    }
+    Ok(())
+}
+
+/// One line per feed: status, sizes, dropped by reason, diff.
+pub fn print_publications(
+    out: &mut impl Write,
+    feeds: &[crmflow_core::runs::PublicationRecord],
+) -> Result<()> {
+    for p in feeds {
+        let dropped: Vec<String> = p.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(
+            out,
+            "  feed {:<24} {:<5} {:<13} {:>7} of {:>7} rows  +{} -{} ~{}  dropped: {}",
+            p.segment,
+            p.channel,
+            p.status,
+            p.rows,
+            p.candidates,
+            p.added,
+            p.removed,
+            p.changed,
+            if dropped.is_empty() {
+                "none".to_string()
+            } else {
+                dropped.join(", ")
+            }
+        )?;
+    }
+    Ok(())
+}
+
+async fn publish(args: crate::cli::PublishArgs) -> Result<()> {
+    let job = pipeline::load_job(&args.job)?;
+    let as_of = args.as_of.unwrap_or_else(|| pipeline::default_as_of(&job));
+    let flags = crate::publish::PublishFlags {
+        segments: args.segment,
+        dry_run: args.dry_run,
+        force: args.force,
+    };
+    if args.dry_run {
+        let lake = pipeline::open_lake(&job, args.lake.as_deref())?;
+        let mut record = RunRecord::new("dry-run", &job.file.job.name, "", &as_of.to_string());
+        let result = crate::publish::publish(&job, &lake, as_of, &flags, &mut record).await;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "dry run (as_of {as_of}): nothing written")?;
+        print_publications(&mut out, &record.publications)?;
+        return result;
+    }
+    let plan = RunPlan {
+        dates: vec![as_of],
+        stages: vec![crate::cli::Stage::Publish],
+        select: vec![],
+        lake_override: args.lake,
+        publish: flags,
+    };
+    let records = pipeline::run(&job, &plan).await?;
+    let mut out = std::io::stdout().lock();
+    for r in &records {
+        print_record(&mut out, r)?;
     }
     Ok(())
 }

@@ -52,6 +52,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         stages: vec![],
         select: vec![],
         lake_override: Some(lake_path.display().to_string()),
+        publish: Default::default(),
     };
     let records = pipeline::run(&job, &plan).await?;
     let mut out = std::io::stdout().lock();
@@ -132,6 +133,11 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
         lake_path.display()
     )?;
     writeln!(out, "  marts       {}/marts/<model>/", lake_path.display())?;
+    writeln!(
+        out,
+        "  feeds       {}/publish/<segment>/<channel>/<as_of>/<run_id>/ (read through _manifest.json)",
+        lake_path.display()
+    )?;
     writeln!(out, "  run records {}/_runs/", lake_path.display())?;
     writeln!(
         out,

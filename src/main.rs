@@ -8,6 +8,7 @@ mod exit;
 mod generate;
 mod logging;
 mod pipeline;
+mod publish;
 
 use std::process::ExitCode;
 

@@ -28,6 +28,7 @@ pub struct RunPlan {
     pub stages: Vec<Stage>,
     pub select: Vec<String>,
     pub lake_override: Option<String>,
+    pub publish: crate::publish::PublishFlags,
 }
 
 /// Opens the lake of a job (or the override).
@@ -152,7 +153,7 @@ async fn run_stages(
     plan: &RunPlan,
     record: &mut RunRecord,
 ) -> Result<()> {
-    let all = [Stage::Ingest, Stage::Models];
+    let all = [Stage::Ingest, Stage::Models, Stage::Publish];
     for stage in all {
         if !plan.stages.is_empty() && !plan.stages.contains(&stage) {
             continue;
@@ -168,6 +169,9 @@ async fn run_stages(
                 };
                 models(job, lake, as_of, &select, record).await.map(|_| ())
             }
+            Stage::Publish => {
+                crate::publish::publish(job, lake, as_of, &plan.publish, record).await
+            }
         };
         let rows = match stage {
             Stage::Ingest => record.sources.iter().map(|s| s.rows_loaded).sum(),
@@ -177,6 +181,7 @@ async fn run_stages(
                 .filter(|(k, _)| k.starts_with("marts."))
                 .map(|(_, v)| v)
                 .sum(),
+            Stage::Publish => record.publications.iter().map(|p| p.rows).sum(),
         };
         let status = match &result {
             Ok(()) => RunStatus::Ok,

@@ -43,6 +43,11 @@ pub struct JobFile {
     pub engine: EngineSettings,
     #[serde(default)]
     pub lease: LeaseSettings,
+    #[serde(default)]
+    pub publish: PublishSettings,
+    /// Where segment feeds go besides the lake's own publication history.
+    #[serde(default)]
+    pub destinations: Vec<DestinationConfig>,
 }
 
 /// `[job]`: identity of the job and where its lake is.
@@ -293,6 +298,81 @@ impl Default for LeaseSettings {
     }
 }
 
+/// `[publish]`: settings of the publish stage, for every segment.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishSettings {
+    /// Segments to publish (names of models under `sql/segments/`); empty = all.
+    pub select: Vec<String>,
+    /// Contact pressure cap: drop a contact that already got this many messages (`sent`
+    /// events) on the channel in the last `pressure_days` days; 0 = off (default).
+    pub pressure_max_messages: u32,
+    /// Window of the contact pressure cap, in days.
+    pub pressure_days: u32,
+}
+
+impl Default for PublishSettings {
+    fn default() -> Self {
+        Self {
+            select: vec![],
+            pressure_max_messages: 0,
+            pressure_days: 7,
+        }
+    }
+}
+
+/// What a destination is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationKind {
+    /// A local folder or object_store URL: the files of each publication and its manifest.
+    Files,
+    /// A PostgreSQL database: one table per segment feed, replaced in one transaction.
+    Postgres,
+    /// A Delta Lake table per segment feed (not available yet: refused with an error).
+    Delta,
+}
+
+impl DestinationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestinationKind::Files => "files",
+            DestinationKind::Postgres => "postgres",
+            DestinationKind::Delta => "delta",
+        }
+    }
+}
+
+/// `[[destinations]]`: one place segment feeds are delivered to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Name used in logs and run records.
+    pub name: String,
+    pub kind: DestinationKind,
+    /// `files` and `delta`: a folder (relative to the job file) or an object_store URL.
+    #[serde(default)]
+    pub location: Option<Spanned<String>>,
+    /// `postgres`: the name of an environment variable holding the connection string
+    /// (`host=... user=... dbname=...` or `postgresql://...`); kept out of the job file
+    /// because it usually carries a password.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// `postgres`: the schema of the feed tables (created if missing).
+    #[serde(default = "default_pg_schema")]
+    pub schema: String,
+    /// Segments delivered here; empty = all.
+    #[serde(default)]
+    pub segments: Vec<String>,
+    /// Object store options for `files`/`delta` URLs.
+    #[serde(default)]
+    pub storage_options: BTreeMap<String, String>,
+}
+
+fn default_pg_schema() -> String {
+    "crmflow".to_string()
+}
+
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
@@ -392,6 +472,36 @@ impl Job {
                 "key `ingest.max_quarantine_ratio`: must be between 0 and 1".into(),
             ));
         }
+        let mut dest_names = std::collections::BTreeSet::new();
+        for d in &file.destinations {
+            if !dest_names.insert(d.name.clone()) {
+                return Err(invalid(format!(
+                    "key `destinations.name`: the name `{}` is used by two destinations; names must be unique",
+                    d.name
+                )));
+            }
+            match d.kind {
+                DestinationKind::Files | DestinationKind::Delta if d.location.is_none() => {
+                    return Err(invalid(format!(
+                        "destination `{}` (kind `{}`): key `location` is missing; give a folder or an object_store URL",
+                        d.name,
+                        d.kind.as_str()
+                    )));
+                }
+                DestinationKind::Postgres if d.url_env.is_none() => {
+                    return Err(invalid(format!(
+                        "destination `{}` (kind `postgres`): key `url_env` is missing; name the environment variable that holds the connection string",
+                        d.name
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if file.publish.pressure_max_messages > 0 && file.publish.pressure_days == 0 {
+            return Err(invalid(
+                "key `publish.pressure_days`: must be > 0 when `publish.pressure_max_messages` is set".into(),
+            ));
+        }
         Ok(Job {
             path: path.to_path_buf(),
             file,
@@ -402,6 +512,14 @@ impl Job {
     /// The folder the job file is in: relative paths start there.
     pub fn base_dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// A destination's location as an absolute local path or a URL.
+    pub fn destination_location(&self, destination: &DestinationConfig) -> Option<String> {
+        destination
+            .location
+            .as_ref()
+            .map(|l| resolve_location(self.base_dir(), l.get_ref()))
     }
 
     /// The lake location as an absolute local path or a URL.

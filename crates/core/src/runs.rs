@@ -69,6 +69,28 @@ pub struct StageRecord {
     pub rows: u64,
 }
 
+/// What happened to one feed (a segment on one channel) in a publish stage.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PublicationRecord {
+    pub segment: String,
+    pub channel: String,
+    /// `published`, `unchanged` (same content already published for this as_of),
+    /// `below_minimum`, `dry_run`, `refused` (removal guard) or `failed`.
+    pub status: String,
+    /// Rows of the segment table; `candidates = rows + sum(dropped)`.
+    pub candidates: u64,
+    pub rows: u64,
+    pub dropped: BTreeMap<String, u64>,
+    pub rejected_identifiers: u64,
+    pub added: u64,
+    pub removed: u64,
+    pub changed: u64,
+    pub previous_run_id: Option<String>,
+    /// Destinations the feed was delivered to (the lake's history included).
+    pub destinations: Vec<String>,
+    pub error: Option<String>,
+}
+
 /// Outcome of one data test.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TestRecord {
@@ -96,6 +118,9 @@ pub struct RunRecord {
     pub tables: BTreeMap<String, u64>,
     pub quarantined_rows: u64,
     pub tests: Vec<TestRecord>,
+    /// Feeds of the publish stage.
+    #[serde(default)]
+    pub publications: Vec<PublicationRecord>,
     pub error: Option<String>,
     /// Versions of crmflow and its engine.
     pub versions: BTreeMap<String, String>,
@@ -117,6 +142,7 @@ impl RunRecord {
             tables: BTreeMap::new(),
             quarantined_rows: 0,
             tests: vec![],
+            publications: vec![],
             error: None,
             versions: BTreeMap::new(),
         }

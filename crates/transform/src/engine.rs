@@ -15,6 +15,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
@@ -106,7 +107,14 @@ pub async fn build_session_state(
         .sql_parser
         .enable_ident_normalization = true;
 
-    let mut runtime = RuntimeEnvBuilder::new();
+    // No listing or statistics caches: the lake's objects are replaced in place
+    // (`part-0.parquet` of a rebuilt model), and a cached listing would describe the
+    // old object (wrong size: "Out of range of file" / "Corrupt footer"). The footer
+    // cache stays; it is checked against each fresh listing.
+    let caches = CacheManagerConfig::default()
+        .with_list_files_cache_limit(0)
+        .with_file_statistics_cache_limit(0);
+    let mut runtime = RuntimeEnvBuilder::new().with_cache_manager(caches);
     if let Some(limit) = config.memory_limit {
         runtime = runtime.with_memory_limit(limit, 1.0);
     }

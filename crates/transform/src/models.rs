@@ -40,6 +40,8 @@ pub struct ModelConfig {
     /// Column documentation: name -> meaning.
     pub columns: BTreeMap<String, String>,
     pub tests: Vec<DataTest>,
+    /// `[publish]`: how a segment is published; read by `crmflow-publish`.
+    pub publish: Option<toml::Table>,
 }
 
 /// One SQL model.
