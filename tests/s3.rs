@@ -63,6 +63,17 @@ async fn upload_dir(store: &dyn ObjectStore, dir: &Path, prefix: &str) -> usize 
     n
 }
 
+/// Every object path under a prefix.
+async fn list(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    store
+        .list(Some(&ObjectPath::from(prefix)))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn nightly_job_with_sources_and_lake_on_s3() {
     let endpoint = endpoint();
@@ -92,6 +103,9 @@ async fn nightly_job_with_sources_and_lake_on_s3() {
             job.push('\n');
         }
     }
+    job.push_str(&format!(
+        "\n[[destinations]]\nname = \"feeds\"\nkind = \"files\"\nlocation = \"s3://{bucket}/feeds\"\nstorage_options = {options}\n"
+    ));
     let dir = tempfile::tempdir().unwrap();
     let job_path = dir.path().join("s3.toml");
     std::fs::write(&job_path, job).unwrap();
@@ -103,14 +117,7 @@ async fn nightly_job_with_sources_and_lake_on_s3() {
     assert!(out.status.success(), "{}", text(&out));
 
     // Tables, quarantine and the run record are in the bucket; the lease was released.
-    let listed: Vec<String> = {
-        use futures::TryStreamExt;
-        s3.list(Some(&ObjectPath::from("lake")))
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await
-            .unwrap()
-    };
+    let listed = list(s3.as_ref(), "lake").await;
     for expected in [
         "lake/marts/rfm/part-0.parquet",
         "lake/raw/metrica_visits/dt=2026-11-20/metrica.parquet",
@@ -126,6 +133,22 @@ async fn nightly_job_with_sources_and_lake_on_s3() {
             .any(|p| p.starts_with("lake/quarantine/shopify/dt=2026-11-20/"))
     );
     assert!(listed.iter().any(|p| p.starts_with("lake/_runs/")));
+    // Feeds: committed in the lake's history and delivered to the S3 destination, each
+    // with a create-only manifest.
+    assert!(listed.iter().any(
+        |p| p.starts_with("lake/publish/cross_sell/email/2026-11-20/")
+            && p.ends_with("/_manifest.json")
+    ));
+    let feeds = list(s3.as_ref(), "feeds").await;
+    let manifests = feeds
+        .iter()
+        .filter(|p| p.ends_with("/_manifest.json"))
+        .count();
+    assert_eq!(manifests, 9, "one manifest per feed: {feeds:?}");
+    assert!(feeds.iter().any(
+        |p| p.starts_with("feeds/best_customers_ads/ads/2026-11-20/")
+            && p.ends_with("/audience_sha256.csv")
+    ));
     assert!(
         !listed.iter().any(|p| p.starts_with("lake/_leases/")),
         "lease not released"

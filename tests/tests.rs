@@ -4,5 +4,6 @@
 
 mod cli;
 mod e2e;
+mod publish;
 mod s3;
 mod util;

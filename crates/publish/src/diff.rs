@@ -58,8 +58,8 @@ pub fn diff(previous: Option<&RecordBatch>, current: &RecordBatch) -> Result<Dif
     let mut added = vec![];
     let mut changed = vec![];
     let mut seen = vec![false; previous.num_rows()];
-    for i in 0..current.num_rows() {
-        match index.get(cur_keys.value(i)) {
+    for (i, key) in cur_keys.iter().enumerate() {
+        match index.get(key.unwrap_or_default()) {
             None => added.push(i as u32),
             Some(&j) => {
                 seen[j] = true;
