@@ -1,0 +1,209 @@
+"""crmflow vs DuckDB, stage by stage, at several scales (see benches/run).
+
+Each measured command runs as its own process under /usr/bin/time, so wall time and
+peak RSS are the process's own. DuckDB does the same work on the same files:
+ingest of the CSV/TSV exports to Parquet (read_csv -> COPY TO, zstd), the heuristic
+attribution models over crmflow's touchpoints/conversions Parquet, and the cohort and
+RFM marts. The report is the ratio crmflow / DuckDB per stage (<= 1.0: crmflow faster).
+"""
+import argparse, datetime, json, os, platform, shutil, subprocess, sys, tempfile, textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+AS_OF = "2026-11-20"
+
+
+def timed(cmd, env=None, cwd=None):
+    """Runs cmd; returns (seconds, peak RSS MiB, stdout)."""
+    out = tempfile.NamedTemporaryFile(delete=False)
+    full = ["/usr/bin/time", "-f", "%e %M", "-o", out.name] + cmd
+    p = subprocess.run(full, capture_output=True, text=True, env=env, cwd=cwd)
+    if p.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    secs, kib = open(out.name).read().split()[-2:]
+    os.unlink(out.name)
+    return float(secs), int(kib) / 1024, p.stdout
+
+
+def duck(sql, threads):
+    code = textwrap.dedent(f"""
+        import duckdb, sys
+        con = duckdb.connect()
+        con.execute("SET threads={threads}")
+        for stmt in {sql!r}.split(";\\n"):
+            if stmt.strip():
+                r = con.execute(stmt).fetchall()
+        print(r[-1][0] if r else 0)
+    """)
+    return timed([sys.executable, "-c", code])
+
+
+def job_file(data, lake, path):
+    text = (REPO / "jobs/nightly.toml").read_text()
+    text = text.replace("../crmflow-demo/lake", str(lake)).replace("../data/sample", str(data))
+    text = text.replace('"../sql"', f'"{REPO / "sql"}"')
+    path.write_text(text)
+
+
+def csv_only_job(job, lake, path):
+    """The same job with only the CSV/TSV sources DuckDB also converts."""
+    text = job.read_text()
+    head, *blocks = text.split("[[sources]]")
+    keep = [b for b in blocks if any(f'name = "{n}"' in b for n in ("metrica", "shopify", "messages"))]
+    path.write_text(head.replace(str(lake), str(lake) + "-csv") + "".join("[[sources]]" + b for b in keep))
+
+
+def size_mb(paths):
+    return sum(p.stat().st_size for p in paths) / 1e6
+
+
+def bench_scale(crmflow, customers, work, threads):
+    rows = []
+    data, lake = work / f"data-{customers}", work / f"lake-{customers}"
+    if not (data / "sample.json").exists():
+        timed([crmflow, "generate", "--out", str(data), "--customers", str(customers),
+               "--seed", "7", "--as-of", AS_OF, "--days", "365"])
+    shutil.rmtree(lake, ignore_errors=True)
+    job = work / f"job-{customers}.toml"
+    job_file(data, lake, job)
+    env = dict(os.environ, CRMFLOW_LOG="warn")
+
+    def stage(name):
+        s, mb, _ = timed([crmflow, "run", str(job), "--as-of", AS_OF, "--stage", name], env=env)
+        rec = sorted((lake / "_runs").glob("*.json"))
+        recs = [json.loads(p.read_text()) for p in rec]
+        last = max(recs, key=lambda r: r["started_at"])
+        n = sum(st["rows"] for st in last["stages"])
+        return s, mb, n
+
+    inputs = sorted(p for p in data.rglob("*") if p.is_file() and p.name != "sample.json")
+    s, mb, n = stage("ingest")
+    mb_in = size_mb(inputs)
+    # DuckDB: the CSV/TSV exports to Parquet (the biggest ones: visits, orders, messages).
+    out = work / f"duck-{customers}"
+    shutil.rmtree(out, ignore_errors=True); out.mkdir()
+    csvs = {
+        "metrica": (sorted((data / "metrica").glob("*.tsv")), "delim='\\t', quote='', escape='', ignore_errors=true, strict_mode=false"),
+        "shopify": (sorted((data / "shopify").glob("*.csv")), "delim=',', ignore_errors=true, strict_mode=false"),
+        "messages": (sorted((data / "messages").glob("*.csv")), "delim=',', ignore_errors=true, strict_mode=false"),
+    }
+    sql = ";\n".join(
+        f"COPY (SELECT * FROM read_csv({[str(p) for p in files]}, {opts}, header=true, all_varchar=false)) "
+        f"TO '{out}/{name}.parquet' (FORMAT parquet, COMPRESSION zstd)"
+        for name, (files, opts) in csvs.items()
+    ) + ";\nSELECT 1"
+    ds, dmb, _ = duck(sql, threads)
+    csv_mb = size_mb([p for files, _ in csvs.values() for p in files])
+    csv_job = work / f"job-{customers}-csv.toml"
+    csv_only_job(job, lake, csv_job)
+    shutil.rmtree(str(lake) + "-csv", ignore_errors=True)
+    cs, cmb, _ = timed([crmflow, "run", str(csv_job), "--as-of", AS_OF, "--stage", "ingest"], env=env)
+    rows.append(dict(stage="ingest (all 9 sources)", crmflow_s=s, crmflow_rss_mb=mb, rows=n,
+                     input_mb=round(mb_in, 1), mb_per_s=round(mb_in / s, 1), rows_per_s=round(n / s),
+                     duckdb_s=None, duckdb_rss_mb=None, note="normalise, dedup, cut-off, quarantine, Parquet"))
+    rows.append(dict(stage="ingest CSV/TSV (Metrica, Shopify, messages)", crmflow_s=cs, crmflow_rss_mb=cmb,
+                     input_mb=round(csv_mb, 1), mb_per_s=round(csv_mb / cs, 1), duckdb_s=ds, duckdb_rss_mb=dmb,
+                     note="DuckDB: read_csv -> COPY TO Parquet, no normalisation, dedup, cut-off or quarantine"))
+
+    s, mb, n = stage("models")
+    rows.append(dict(stage="models (all 35)", crmflow_s=s, crmflow_rss_mb=mb, rows=n, rows_per_s=round(n / s)))
+    # The heuristic models, cohorts and RFM alone in crmflow, then in DuckDB.
+    for name, select in [("attribution heuristics", "int_conversion_touches,int_attribution_paths,attribution_credits"),
+                         ("cohort_retention + rfm", "int_purchases,cohort_retention,rfm")]:
+        cs, cmb, _ = timed([crmflow, "models", "--job", str(job), "run", "--select", select, "--as-of", AS_OF], env=env)
+        marts = lake / "marts"
+        if name.startswith("attribution"):
+            sql = f"""
+CREATE TABLE ct AS SELECT c.conversion_id, c.value, t.touch_id, t.touch_at, t.channel,
+  row_number() OVER (PARTITION BY c.conversion_id ORDER BY t.touch_at, t.touch_id) AS pos,
+  count(*) OVER (PARTITION BY c.conversion_id) AS n
+FROM read_parquet('{marts}/conversions/*.parquet') c
+JOIN read_parquet('{marts}/touchpoints/*.parquet') t
+  ON t.customer_id = c.customer_id AND t.touch_at <= c.converted_at
+ AND t.touch_at >= c.converted_at - INTERVAL 30 DAY;
+CREATE TABLE credits AS
+SELECT conversion_id, touch_id, channel, 'first_touch' AS model, CASE WHEN pos = 1 THEN 1.0 ELSE 0 END AS credit FROM ct
+UNION ALL SELECT conversion_id, touch_id, channel, 'last_touch', CASE WHEN pos = n THEN 1.0 ELSE 0 END FROM ct
+UNION ALL SELECT conversion_id, touch_id, channel, 'linear', 1.0 / n FROM ct
+UNION ALL SELECT conversion_id, touch_id, channel, 'position_based',
+  CASE WHEN n = 1 THEN 1.0 WHEN n = 2 THEN 0.5 WHEN pos = 1 OR pos = n THEN 0.4 ELSE 0.2 / (n - 2) END FROM ct
+UNION ALL SELECT conversion_id, touch_id, channel, 'time_decay', w / sum(w) OVER (PARTITION BY conversion_id) FROM
+  (SELECT *, pow(2, -epoch(max(touch_at) OVER (PARTITION BY conversion_id) - touch_at) / 86400.0 / 7) AS w FROM ct);
+COPY credits TO '{out}/credits.parquet' (FORMAT parquet);
+SELECT count(*) FROM credits"""
+        else:
+            sql = f"""
+CREATE TABLE p AS SELECT customer_id, converted_at, value,
+  row_number() OVER (PARTITION BY customer_id ORDER BY converted_at, conversion_id) AS k,
+  date_trunc('month', converted_at AT TIME ZONE 'Europe/Moscow') AS m
+FROM read_parquet('{marts}/conversions/*.parquet') WHERE conversion_type = 'order' AND customer_id IS NOT NULL;
+CREATE TABLE cohorts AS SELECT f.m AS cohort, datediff('month', f.m, p.m) AS month_offset, count(DISTINCT p.customer_id) AS customers
+FROM p JOIN (SELECT customer_id, m FROM p WHERE k = 1) f USING (customer_id) GROUP BY 1, 2;
+CREATE TABLE rfm AS SELECT customer_id, r, f, mon,
+  ntile(5) OVER (ORDER BY r DESC, customer_id) AS r_score, ntile(5) OVER (ORDER BY f, customer_id) AS f_score,
+  ntile(5) OVER (ORDER BY mon, customer_id) AS m_score FROM
+  (SELECT customer_id, datediff('day', max(converted_at), TIMESTAMP '{AS_OF} 23:59:59') AS r, count(*) AS f, sum(value) AS mon FROM p GROUP BY 1);
+COPY cohorts TO '{out}/cohorts.parquet' (FORMAT parquet);
+COPY rfm TO '{out}/rfm.parquet' (FORMAT parquet);
+SELECT count(*) FROM rfm"""
+        ds, dmb, _ = duck(sql, threads)
+        rows.append(dict(stage=name, crmflow_s=cs, crmflow_rss_mb=cmb, duckdb_s=ds, duckdb_rss_mb=dmb,
+                         note="crmflow time includes process start, engine build and data tests"))
+    s, mb, n = stage("publish")
+    rows.append(dict(stage="publish (9 feeds)", crmflow_s=s, crmflow_rss_mb=mb, rows=n))
+    total = sum(r["crmflow_s"] for r in rows if r["stage"].startswith(("ingest (", "models (", "publish")))
+    peak = max(r["crmflow_rss_mb"] or 0 for r in rows)
+    rows.append(dict(stage="whole nightly job", crmflow_s=total, crmflow_rss_mb=peak))
+    for r in rows:
+        if r.get("crmflow_s") and r.get("duckdb_s"):
+            r["ratio"] = round(r["crmflow_s"] / r["duckdb_s"], 2)
+    return dict(customers=customers, input_mb=round(mb_in, 1), stages=rows)
+
+
+def markdown(result):
+    lines = [f"# crmflow benchmark {result['date']}", "",
+             f"Machine: {result['machine']['cores']} cores, {result['machine']['memory_gib']} GiB, "
+             f"{result['machine']['platform']}; crmflow {result['versions']['crmflow']}, "
+             f"DataFusion {result['versions']['datafusion']}, DuckDB {result['versions']['duckdb']}; "
+             f"DuckDB threads = {result['duckdb_threads']}.", ""]
+    for scale in result["scales"]:
+        lines += [f"## {scale['customers']:,} customers ({scale['input_mb']} MB of exports)", "",
+                  "| stage | crmflow s | crmflow peak RSS MB | DuckDB s | DuckDB peak RSS MB | ratio | rows | rows/s | MB/s | note |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        f = lambda v, d=2: "" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
+        for r in scale["stages"]:
+            lines.append("| " + " | ".join([r["stage"], f(r.get("crmflow_s")), f(r.get("crmflow_rss_mb"), 0),
+                         f(r.get("duckdb_s")), f(r.get("duckdb_rss_mb"), 0), f(r.get("ratio")),
+                         f(r.get("rows")), f(r.get("rows_per_s")), f(r.get("mb_per_s"), 1), r.get("note", "")]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--crmflow", required=True)
+    ap.add_argument("--scales", default="10000,100000")
+    ap.add_argument("--work", default=os.path.expanduser("~/.cache/crmflow-bench"))
+    ap.add_argument("--out", default=str(REPO / "bench/results"))
+    a = ap.parse_args()
+    import duckdb
+    threads = os.cpu_count() or 2
+    work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
+    version = subprocess.run([a.crmflow, "--version"], capture_output=True, text=True).stdout.split()[-1]
+    mem = int(open("/proc/meminfo").read().split()[1]) / 2**20
+    result = dict(date=datetime.date.today().isoformat(), duckdb_threads=threads,
+                  machine=dict(cores=os.cpu_count(), memory_gib=round(mem, 1), platform=platform.platform()),
+                  versions=dict(crmflow=version, datafusion="55.2.0", duckdb=duckdb.__version__),
+                  scales=[])
+    for n in [int(s) for s in a.scales.split(",")]:
+        print(f"== {n} customers", flush=True)
+        result["scales"].append(bench_scale(a.crmflow, n, work, threads))
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    (out / f"{result['date']}.json").write_text(json.dumps(result, indent=2))
+    md = markdown(result)
+    (out / f"{result['date']}.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
