@@ -199,6 +199,12 @@ def main():
         print(f"== {n} customers", flush=True)
         result["scales"].append(bench_scale(a.crmflow, n, work, threads))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    # Runs of the same day at other scales are kept: one report per day.
+    previous = out / f"{result['date']}.json"
+    if previous.exists():
+        done = {s["customers"] for s in result["scales"]}
+        kept = [s for s in json.loads(previous.read_text())["scales"] if s["customers"] not in done]
+        result["scales"] = sorted(kept + result["scales"], key=lambda s: s["customers"])
     (out / f"{result['date']}.json").write_text(json.dumps(result, indent=2))
     md = markdown(result)
     (out / f"{result['date']}.md").write_text(md)
