@@ -69,25 +69,20 @@ impl Manifest {
     }
 }
 
+/// Publications are ordered by `(as_of, committed_at)`.
+fn newest<'a>(manifests: impl Iterator<Item = &'a Manifest>) -> Option<&'a Manifest> {
+    manifests.max_by(|a, b| (&a.as_of, a.committed_at).cmp(&(&b.as_of, b.committed_at)))
+}
+
 /// The current publication among manifests.
 pub fn latest(manifests: &[Manifest]) -> Option<&Manifest> {
-    manifests
-        .iter()
-        .max_by(|a, b| (&a.as_of, a.committed_at).cmp(&(&b.as_of, b.committed_at)))
+    newest(manifests.iter())
 }
 
 /// The publication a new one for `as_of` is diffed against: the latest of an earlier
 /// date (so a rerun of the same date diffs against the same baseline).
 pub fn previous_for<'a>(manifests: &'a [Manifest], as_of: &str) -> Option<&'a Manifest> {
-    let earlier: Vec<Manifest> = manifests
-        .iter()
-        .filter(|m| m.as_of.as_str() < as_of)
-        .cloned()
-        .collect();
-    let best = latest(&earlier)?;
-    manifests
-        .iter()
-        .find(|m| m.run_id == best.run_id && m.as_of == best.as_of)
+    newest(manifests.iter().filter(|m| m.as_of.as_str() < as_of))
 }
 
 #[cfg(test)]
