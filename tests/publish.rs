@@ -389,3 +389,132 @@ async fn postgres_feed_tables_are_replaced_in_one_transaction() {
         .await
         .unwrap();
 }
+
+/// The customer ids of a Parquet file, sorted.
+#[cfg(feature = "delta")]
+fn parquet_customer_ids(path: &Path) -> Vec<String> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(path).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut ids = vec![];
+    for batch in reader {
+        let batch = batch.unwrap();
+        let column = batch.column_by_name("customer_id").unwrap();
+        let column =
+            datafusion::arrow::compute::cast(column, &datafusion::arrow::datatypes::DataType::Utf8)
+                .unwrap();
+        ids.extend(
+            column
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap().to_string()),
+        );
+    }
+    ids.sort();
+    ids
+}
+
+#[cfg(feature = "delta")]
+#[test]
+fn delta_feed_tables_are_replaced_in_one_commit_per_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let job = job_with_lake(dir.path(), &lake);
+    let delta = dir.path().join("delta");
+    let mut text_job = std::fs::read_to_string(&job).unwrap();
+    text_job.push_str(&format!(
+        "\n[[destinations]]\nname = \"lakehouse\"\nkind = \"delta\"\nlocation = \"{}\"\n",
+        delta.display()
+    ));
+    std::fs::write(&job, text_job).unwrap();
+    for as_of in ["2026-11-12", "2026-11-20", "2026-11-20"] {
+        let out = run_date(&job, dir.path(), as_of, &[]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
+    // Replay the Delta log as any reader would: commits in version order, adds minus removes.
+    let table = delta.join("cross_sell__email");
+    let mut commits: Vec<(PathBuf, Vec<serde_json::Value>)> =
+        std::fs::read_dir(table.join("_delta_log"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .map(|p| {
+                let actions = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
+                (p, actions)
+            })
+            .collect();
+    commits.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut live = std::collections::BTreeSet::new();
+    let mut published_dates = vec![];
+    for (_, actions) in &commits {
+        for a in actions {
+            if let Some(add) = a.get("add") {
+                live.insert(add["path"].as_str().unwrap().to_string());
+            }
+            if let Some(remove) = a.get("remove") {
+                assert!(
+                    live.remove(remove["path"].as_str().unwrap()),
+                    "removes a live file"
+                );
+            }
+        }
+        let published = actions
+            .iter()
+            .find_map(|a| a.get("commitInfo").and_then(|c| c.get("crmflow.as_of")));
+        if let Some(as_of) = published {
+            published_dates.push(as_of.as_str().unwrap().to_string());
+            // Each publication replaces the whole table: after it, only its files live.
+            let added = actions.iter().filter(|x| x.get("add").is_some()).count();
+            assert_eq!(live.len(), added, "the commit replaced every earlier file");
+        }
+    }
+    assert_eq!(
+        published_dates,
+        ["2026-11-12", "2026-11-20"],
+        "one commit per date; the rerun committed nothing"
+    );
+
+    // The live files hold exactly the rows of the latest publication's snapshot.
+    let cross = manifests(&lake, "cross_sell", "email");
+    let (folder, manifest) = cross.last().unwrap();
+    let snapshot = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["role"] == "snapshot")
+        .unwrap();
+    let expected = parquet_customer_ids(
+        &folder
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join(snapshot["path"].as_str().unwrap()),
+    );
+    let mut actual: Vec<String> = live
+        .iter()
+        .flat_map(|p| parquet_customer_ids(&table.join(p)))
+        .collect();
+    actual.sort();
+    assert_eq!(actual.len() as u64, manifest["rows"].as_u64().unwrap());
+    assert_eq!(actual, expected);
+
+    // And the deltalake crate reads the same table at the same version.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let version = runtime.block_on(async {
+        let url = crmflow_publish::deltalake::ensure_table_uri(table.to_str().unwrap()).unwrap();
+        let t = crmflow_publish::deltalake::open_table(url).await.unwrap();
+        t.version()
+    });
+    assert_eq!(version, Some(commits.len() as u64 - 1));
+}

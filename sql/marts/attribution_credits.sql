@@ -1,17 +1,25 @@
 -- Credits of the six heuristic models (spec/marts.md): one row per (conversion, touch
 -- of its path, model), zero credits included; an empty path gives one
 -- `(unattributed)` row per model with credit 1.
-with p as (
+-- Per-conversion figures come from a grouped aggregate joined back, not from
+-- whole-partition windows (those gather a partition into one batch that cannot spill).
+with decayed as (
     select *,
-           max(case when channel not in ('Direct', 'Internal') then position end)
-               over (partition by conversion_id) as last_non_direct_position,
            power(2.0, -(cast(date_part('epoch', converted_at) as double) - cast(date_part('epoch', touch_at) as double))
                  / ({{ var('half_life_days') }} * 86400.0)) as decay
     from int_attribution_paths
 ),
+per_conversion as (
+    select conversion_id,
+           max(case when channel not in ('Direct', 'Internal') then position end) as last_non_direct_position,
+           sum(decay) as decay_total
+    from decayed
+    group by conversion_id
+),
 w as (
-    select *, decay / sum(decay) over (partition by conversion_id) as decay_weight
-    from p
+    select d.*, c.last_non_direct_position, d.decay / c.decay_total as decay_weight
+    from decayed d
+    join per_conversion c on c.conversion_id = d.conversion_id
 ),
 weights as (
     select w.*, m.model,

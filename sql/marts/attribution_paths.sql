@@ -9,7 +9,7 @@ with types as (
 ),
 converting as (
     select conversion_type, conversion_id, max(value) as value,
-           array_to_string(array_agg(channel order by raw_position), ' > ') as path
+           channel_path(channel, raw_position) as path
     from int_conversion_touches
     group by conversion_type, conversion_id
 ),
@@ -30,7 +30,7 @@ after_last as (
 ),
 non_converting as (
     select conversion_type, customer_id,
-           array_to_string(array_agg(channel order by touch_at, touch_id), ' > ') as path
+           channel_path(channel, touch_at, touch_id) as path
     from after_last
     group by conversion_type, customer_id
 )

@@ -8,11 +8,16 @@ with cohort as (
 sizes as (
     select cohort_month, count(*) as cohort_size from cohort group by cohort_month
 ),
+-- Month numbers 0..n of each cohort from a cross join with a number series (a cohort
+-- older than 100 years is not a cohort). Not `unnest(range(...))`: DataFusion 55 takes
+-- the unnested column as ordered with `cohort_month` and drops it from sort keys, which
+-- left rows within a cohort in arbitrary order.
 months as (
-    select s.cohort_month, s.cohort_size,
-           cast(unnest(range(0, cast(((date_part('year', {{ var('as_of') }}) - date_part('year', s.cohort_month)) * 12
-                                   + date_part('month', {{ var('as_of') }}) - date_part('month', s.cohort_month)) as bigint) + 1)) as bigint) as month_number
+    select s.cohort_month, s.cohort_size, g.value as month_number
     from sizes s
+    cross join generate_series(0, 1200) as g
+    where g.value <= cast(((date_part('year', {{ var('as_of') }}) - date_part('year', s.cohort_month)) * 12
+                           + date_part('month', {{ var('as_of') }}) - date_part('month', s.cohort_month)) as bigint)
 ),
 activity as (
     select c.cohort_month,

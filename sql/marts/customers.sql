@@ -1,24 +1,31 @@
 -- One row per customer (spec/marts.md, Identity).
-with ids as (
-    select i.customer_id, i.kind, i.value, e.at
+-- Each identifier's evidence (first and last timestamp on any loaded order, call,
+-- message event, consent, visit or session) is aggregated once, then every customer
+-- is built in one grouped pass over its identifiers.
+with evidence as (
+    select identifier, min(at) as first_at, max(at) as last_at
+    from int_identifier_events
+    group by identifier
+),
+ids as (
+    select i.customer_id, i.kind, i.value, e.first_at, e.last_at
     from identity_map i
-    left join int_identifier_events e on e.identifier = i.kind || ':' || i.value
+    left join evidence e on e.identifier = i.kind || ':' || i.value
 ),
 -- Of the customer's identifiers of a kind: the one with the latest timestamp on any
--- loaded order, call, message event or consent; ties to the smallest value.
-latest as (
-    select customer_id, kind, value from (
-        select customer_id, kind, value,
-               row_number() over (partition by customer_id, kind order by last_at desc nulls last, value) as rn
-        from (
-            select customer_id, kind, value, max(at) as last_at
-            from ids where kind in ('email', 'phone')
-            group by customer_id, kind, value
-        ) k
-    ) r where rn = 1
+-- loaded row; ties to the smallest value.
+ranked as (
+    select customer_id, kind, value, first_at,
+           row_number() over (partition by customer_id, kind order by last_at desc nulls last, value) as rn
+    from ids
 ),
-seen as (
-    select customer_id, min(at) as first_seen_at from ids group by customer_id
+per_customer as (
+    select customer_id,
+           max(case when kind = 'email' and rn = 1 then value end) as email,
+           max(case when kind = 'phone' and rn = 1 then value end) as phone,
+           min(first_at) as first_seen_at
+    from ranked
+    group by customer_id
 ),
 purchases as (
     select customer_id,
@@ -31,15 +38,13 @@ purchases as (
     group by customer_id
 )
 select
-    s.customer_id,
-    e.value as email,
-    p.value as phone,
-    s.first_seen_at,
+    c.customer_id,
+    c.email,
+    c.phone,
+    c.first_seen_at,
     o.first_order_at,
     o.last_order_at,
     coalesce(o.orders, 0) as orders,
     coalesce(o.revenue, 0) as revenue
-from seen s
-left join latest e on e.customer_id = s.customer_id and e.kind = 'email'
-left join latest p on p.customer_id = s.customer_id and p.kind = 'phone'
-left join purchases o on o.customer_id = s.customer_id
+from per_customer c
+left join purchases o on o.customer_id = c.customer_id

@@ -257,27 +257,44 @@ impl Default for ModelSettings {
     }
 }
 
+/// `engine.memory_pool`: how the memory pool is shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryPoolKind {
+    Fair,
+    Greedy,
+}
+
 /// `[engine]`: DataFusion settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSettings {
     /// Memory pool for query operators, in MiB; operators spill to disk above it (0 = unbounded).
     pub memory_limit_mb: u64,
+    /// How the pool is shared between operators: `fair` (each spilling operator gets an
+    /// equal share, so concurrent sorts all spill instead of one starving the others) or
+    /// `greedy` (first come, first served).
+    pub memory_pool: MemoryPoolKind,
     /// Spill folder (default: the system temp folder).
     pub spill_dir: Option<String>,
     /// Parallelism of query plans (default: the number of cores).
     pub target_partitions: Option<usize>,
     /// Rows per Arrow batch.
     pub batch_size: usize,
+    /// Any DataFusion option by its full key (`datafusion.execution.sort_spill_reservation_bytes`
+    /// = "10485760"), applied after crmflow's own settings.
+    pub datafusion: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
         Self {
             memory_limit_mb: 4096,
+            memory_pool: MemoryPoolKind::Fair,
             spill_dir: None,
             target_partitions: None,
             batch_size: 8192,
+            datafusion: Default::default(),
         }
     }
 }

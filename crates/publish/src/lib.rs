@@ -22,4 +22,8 @@ pub mod publication;
 pub mod publisher;
 pub mod settings;
 
+/// The `deltalake` crate this build delivers with (for tests and tools that read the tables).
+#[cfg(feature = "delta")]
+pub use deltalake;
+
 pub use error::{PublishError, Result};

@@ -21,8 +21,12 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crmflow_core::config::EngineSettings;
+use crmflow_core::config::{EngineSettings, MemoryPoolKind};
 use crmflow_core::lake::Lake;
+use datafusion::execution::memory_pool::{
+    FairSpillPool, GreedyMemoryPool, MemoryPool, TrackConsumersPool,
+};
+use std::num::NonZeroUsize;
 
 use crate::error::{Result, TransformError};
 
@@ -32,9 +36,12 @@ pub struct EngineConfig {
     pub business_tz: Tz,
     /// Memory pool in bytes (`None`: unbounded).
     pub memory_limit: Option<usize>,
+    pub memory_pool: MemoryPoolKind,
     pub spill_dir: Option<PathBuf>,
     pub target_partitions: usize,
     pub batch_size: usize,
+    /// DataFusion options by full key, applied last (`[engine.datafusion]`).
+    pub options: Vec<(String, String)>,
 }
 
 impl EngineConfig {
@@ -50,9 +57,15 @@ impl EngineConfig {
             business_tz,
             memory_limit: (settings.memory_limit_mb > 0)
                 .then_some((settings.memory_limit_mb as usize) << 20),
+            memory_pool: settings.memory_pool,
             spill_dir: settings.spill_dir.as_ref().map(|d| base_dir.join(d)),
             target_partitions: settings.target_partitions.unwrap_or(cores).max(1),
             batch_size: settings.batch_size.max(1024),
+            options: settings
+                .datafusion
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 
@@ -106,6 +119,29 @@ pub async fn build_session_state(
         .options_mut()
         .sql_parser
         .enable_ident_normalization = true;
+    // Lake Parquet is read as plain Utf8, not Utf8View: view arrays keep whole decoded
+    // pages alive and the memory pool counts each page once per batch that points into
+    // it, so a sort over many small view batches asked for several times the memory it
+    // used (100k-customer benchmark: a 5.9 GB request for ~1 GB of rows).
+    session_config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    // A model's output is sorted once, on one core, instead of sorted per partition and
+    // merged: the merge step could not spill and failed when the per-partition sorts had
+    // filled the pool (100k-customer benchmark, `attribution_credits`, 5.4M rows). Window
+    // and join sorts stay parallel.
+    session_config.options_mut().optimizer.repartition_sorts = false;
+    for (key, value) in &config.options {
+        session_config
+            .options_mut()
+            .set(key, value)
+            .map_err(|e| TransformError::Setting {
+                setting: format!("engine.datafusion.\"{key}\""),
+                message: format!("{e}; see DataFusion's configuration reference for the keys"),
+            })?;
+    }
 
     // No listing or statistics caches: the lake's objects are replaced in place
     // (`part-0.parquet` of a rebuilt model), and a cached listing would describe the
@@ -116,7 +152,18 @@ pub async fn build_session_state(
         .with_file_statistics_cache_limit(0);
     let mut runtime = RuntimeEnvBuilder::new().with_cache_manager(caches);
     if let Some(limit) = config.memory_limit {
-        runtime = runtime.with_memory_limit(limit, 1.0);
+        let top_consumers = NonZeroUsize::new(5).unwrap_or(NonZeroUsize::MIN);
+        let pool: Arc<dyn MemoryPool> = match config.memory_pool {
+            MemoryPoolKind::Fair => Arc::new(TrackConsumersPool::new(
+                FairSpillPool::new(limit),
+                top_consumers,
+            )),
+            MemoryPoolKind::Greedy => Arc::new(TrackConsumersPool::new(
+                GreedyMemoryPool::new(limit),
+                top_consumers,
+            )),
+        };
+        runtime = runtime.with_memory_pool(pool);
     }
     if let Some(dir) = &config.spill_dir {
         std::fs::create_dir_all(dir).map_err(|e| TransformError::Setting {
@@ -135,6 +182,7 @@ pub async fn build_session_state(
         .with_config(session_config)
         .with_runtime_env(runtime)
         .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(crate::compact::CompactSlicedInputs))
         .build();
     crate::functions::register_all(&mut state, config.business_tz)?;
     for table in tables {

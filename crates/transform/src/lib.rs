@@ -2,12 +2,15 @@
 //!
 //! - [`engine`]: the one place that builds the DataFusion session (functions, lake
 //!   tables, object stores, memory pool, spill folder).
+//! - [`compact`]: copies sliced batches before sorts and hash-join builds, so the
+//!   memory pool charges them for their rows, not for the buffers they point into.
 //! - [`functions`]: native SQL functions (business time, hashing, identity graph, Markov).
 //! - [`models`]: discovering models under `sql/`, their settings, dependencies and order.
 //! - [`vars`]: run variables in SQL (`{{ var('lookback_days') }}`).
 //! - [`materialize`]: running models and writing them atomically into the lake.
 //! - [`datatests`]: data tests beside each model.
 
+pub mod compact;
 pub mod datatests;
 pub mod engine;
 pub mod error;

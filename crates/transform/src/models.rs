@@ -131,11 +131,18 @@ pub fn table_references(sql: &str, path: &Path) -> Result<Vec<String>> {
     for statement in &statements {
         let (tables, _ctes) = datafusion::sql::resolve::resolve_table_references(statement, true)?;
         for t in tables {
-            refs.insert(t.table().to_lowercase());
+            let name = t.table().to_lowercase();
+            // DataFusion's table functions read no table.
+            if !BUILTIN_TABLE_FUNCTIONS.contains(&name.as_str()) {
+                refs.insert(name);
+            }
         }
     }
     Ok(refs.into_iter().collect())
 }
+
+/// Table functions of the engine (`FROM generate_series(0, 12)`): no dependency.
+const BUILTIN_TABLE_FUNCTIONS: &[&str] = &["generate_series", "range"];
 
 impl Project {
     /// Loads every model and seed under `dir`; `sources` are the raw lake tables.

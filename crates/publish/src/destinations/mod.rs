@@ -1,9 +1,10 @@
 //! Destinations of segment feeds, all behind one interface ([`Destination::deliver`]):
-//! a folder or object_store URL ([`files`]) and PostgreSQL ([`postgres`]). Delta Lake
-//! is configured but not delivered yet (see `open_delta`). Each delivery is atomic on its own
-//! terms and idempotent: delivering the same content for the same `as_of` twice is a
-//! no-op.
+//! a folder or object_store URL ([`files`]), PostgreSQL ([`postgres`]) and, with the cargo
+//! feature `delta`, Delta Lake tables (`delta`). Each delivery is atomic on its own terms
+//! and idempotent: delivering the same content for the same `as_of` twice is a no-op.
 
+#[cfg(feature = "delta")]
+pub mod delta;
 pub mod files;
 pub mod postgres;
 
@@ -13,6 +14,8 @@ use crmflow_core::lake::Lake;
 use crate::error::{PublishError, Result};
 use crate::publication::Publication;
 
+#[cfg(feature = "delta")]
+pub use delta::DeltaDestination;
 pub use files::FilesDestination;
 pub use postgres::PostgresDestination;
 
@@ -29,6 +32,8 @@ pub enum Delivery {
 pub enum Destination {
     Files(FilesDestination),
     Postgres(PostgresDestination),
+    #[cfg(feature = "delta")]
+    Delta(DeltaDestination),
 }
 
 /// A destination and the segments it takes.
@@ -88,6 +93,8 @@ impl Destination {
         match self {
             Destination::Files(d) => &d.name,
             Destination::Postgres(d) => &d.name,
+            #[cfg(feature = "delta")]
+            Destination::Delta(d) => &d.name,
         }
     }
 
@@ -96,16 +103,33 @@ impl Destination {
         match self {
             Destination::Files(d) => d.deliver(publication).await,
             Destination::Postgres(d) => d.deliver(publication).await,
+            #[cfg(feature = "delta")]
+            Destination::Delta(d) => d.deliver(publication).await,
         }
     }
 }
 
-/// Delta Lake feeds: the `deltalake` crate (1.1) is built on Arrow 57 and writes only
-/// with its DataFusion 52 feature, a second engine next to ours (DataFusion 55, Arrow
-/// 59); until it moves to our Arrow this destination is refused with a clear error.
+/// Delta Lake feeds: one table per feed under the destination's folder.
+#[cfg(feature = "delta")]
+fn open_delta(job: &Job, config: &DestinationConfig) -> Result<Destination> {
+    let location = job
+        .destination_location(config)
+        .ok_or_else(|| PublishError::Destination {
+            destination: config.name.clone(),
+            message: "key `location` is missing".into(),
+        })?;
+    Ok(Destination::Delta(DeltaDestination::new(
+        &config.name,
+        &location,
+        &config.storage_options,
+    )?))
+}
+
+/// Without the `delta` feature the destination is refused with what to do.
+#[cfg(not(feature = "delta"))]
 fn open_delta(_job: &Job, config: &DestinationConfig) -> Result<Destination> {
     Err(PublishError::Destination {
         destination: config.name.clone(),
-        message: "kind `delta` is not available in this version of crmflow (deltalake 1.1 needs Arrow 57 and its own DataFusion); publish to `files` (Parquet snapshots) or `postgres` instead".into(),
+        message: "kind `delta` needs crmflow built with the `delta` feature (`cargo build --release --features delta`); or publish to `files` (Parquet snapshots) or `postgres`".into(),
     })
 }

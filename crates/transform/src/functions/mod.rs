@@ -2,9 +2,11 @@
 //! "SQL functions" table); each is covered by `tests/slt/functions_*.slt`.
 
 pub mod business_time;
+pub mod exact_sum;
 pub mod hash;
 pub mod identity;
 pub mod markov;
+pub mod path;
 
 use chrono_tz::Tz;
 use datafusion::execution::FunctionRegistry;
@@ -27,6 +29,9 @@ pub fn register_all(registry: &mut dyn FunctionRegistry, tz: Tz) -> Result<()> {
     )))?;
     registry.register_udaf(std::sync::Arc::new(AggregateUDF::from(
         markov::MarkovRemovalEffects::new(),
+    )))?;
+    registry.register_udaf(std::sync::Arc::new(AggregateUDF::from(
+        path::ChannelPath::new(),
     )))?;
     Ok(())
 }
