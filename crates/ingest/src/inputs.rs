@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
 use crate::error::{IngestError, Result};
@@ -28,32 +29,31 @@ enum Location {
 }
 
 impl InputFile {
-    /// Reads the whole file.
-    pub async fn read(&self) -> Result<Bytes> {
+    /// The file's bytes as a stream of pieces (a local file in 4 MiB reads, an object
+    /// as the store delivers it).
+    pub async fn stream(&self) -> Result<BoxStream<'static, Result<Bytes>>> {
         match &self.location {
             Location::Local(path) => {
-                tokio::fs::read(path)
-                    .await
-                    .map(Bytes::from)
-                    .map_err(|e| IngestError::Read {
-                        file: self.name.clone(),
-                        message: e.to_string(),
-                    })
+                Ok(crate::chunks::file_stream(path.clone(), self.name.clone()))
             }
             Location::Object(store, path) => {
                 let got = store.get(path).await.map_err(|e| IngestError::Read {
                     file: self.name.clone(),
                     message: e.to_string(),
                 })?;
-                got.bytes().await.map_err(|e| IngestError::Read {
-                    file: self.name.clone(),
-                    message: e.to_string(),
-                })
+                let name = self.name.clone();
+                Ok(got
+                    .into_stream()
+                    .map_err(move |e| IngestError::Read {
+                        file: name.clone(),
+                        message: e.to_string(),
+                    })
+                    .boxed())
             }
         }
     }
 
-    /// A file held in memory, for tests and `crmflow generate` checks.
+    /// A local file.
     pub fn local(path: &std::path::Path) -> Result<InputFile> {
         let size = std::fs::metadata(path)
             .map_err(|e| IngestError::Read {

@@ -1,16 +1,22 @@
 //! crmflow-ingest: vendor exports -> canonical Parquet tables in the lake.
 //!
-//! For one source: list its files ([`inputs`]), decode each ([`text`]), parse it with
-//! the source kind's format ([`formats`]) into a staging area that applies the cut-off,
-//! deduplicates on the primary key and quarantines bad rows ([`stage`]), then write one
-//! Parquet object per table and business date, plus the quarantine ([`write`]).
+//! For one source: list its files ([`inputs`]), read each as chunks of whole records
+//! ([`chunks`]), parse every chunk with the source kind's format ([`formats`]) into a
+//! staging area that applies the cut-off and quarantines bad rows ([`stage`]), spill the
+//! staged rows after every chunk into key buckets that are then deduplicated one at a
+//! time ([`spill`]), and write one Parquet object per table and business date, plus the
+//! quarantine ([`write`]). Memory holds a chunk, a bucket or a date, never a source.
 
+pub mod chunks;
 pub mod error;
 pub mod formats;
 pub mod inputs;
+pub mod spill;
 pub mod stage;
 pub mod text;
 pub mod write;
+
+use std::path::Path;
 
 use chrono::NaiveDate;
 use crmflow_core::config::{Job, SourceConfig};
@@ -18,8 +24,10 @@ use crmflow_core::lake::Lake;
 use crmflow_core::normalize::end_of_day_micros;
 use crmflow_core::runs::SourceCounts;
 
+use chunks::{Chunk, ChunkReader};
 pub use error::{IngestError, Result};
-use formats::{ParseOptions, format_for};
+use formats::{Format, ParseOptions, format_for};
+use spill::Spill;
 use stage::Staging;
 
 /// Ingests one source of a job for `as_of`: replaces the date partitions it has rows
@@ -40,36 +48,87 @@ pub async fn ingest_source(
     let mut format = format_for(source.kind, opts);
     let cutoff = end_of_day_micros(as_of, job.business_tz);
     let mut staging = Staging::new(format.tables(), cutoff, job.business_tz);
+    let input_bytes = files.iter().map(|f| f.size).sum();
+    let spill_dir = job.file.engine.spill_dir.as_deref().map(Path::new);
+    let mut spill = Spill::new(&staging.tables, input_bytes, spill_dir)?;
     for file in &files {
-        let bytes = file.read().await?;
-        let text = text::decode(&bytes, source.encoding);
         let index = staging.add_file(&file.name, file.size);
-        format.parse(index, &file.name, &text, &mut staging)?;
+        let reader = ChunkReader::new(&file.name, file.stream().await?, source.encoding);
+        parse_file(
+            format.as_mut(),
+            reader,
+            index,
+            &source.name,
+            &mut staging,
+            &mut spill,
+        )
+        .await?;
         tracing::debug!(source = %source.name, file = %file.name, rows = staging.counts.rows_read, "parsed");
     }
-    format.finish(&mut staging)?;
-    let tables = write::write_tables(lake, &source.name, &mut staging).await?;
-    write::write_quarantine(lake, &source.name, &as_of.to_string(), &staging).await?;
-
     let mut counts = std::mem::take(&mut staging.counts);
+    let buckets = spill.buckets();
+    let mut dated = spill.finish(&mut counts)?;
+    tracing::debug!(source = %source.name, buckets, "deduplicated");
+    counts.tables = write::write_tables(lake, &source.name, &mut dated).await?;
+    write::write_quarantine(lake, &source.name, &as_of.to_string(), &mut dated).await?;
+
     counts.source = source.name.clone();
     counts.kind = source.kind.as_str().to_string();
-    counts.tables = tables;
-    let mut per_file: std::collections::BTreeMap<&str, u64> = Default::default();
-    for q in &staging.quarantine {
-        *per_file
-            .entry(staging.file_names[q.file as usize].as_str())
-            .or_default() += 1;
-    }
-    let mut worst: Vec<(String, u64)> = per_file
-        .into_iter()
-        .map(|(f, n)| (f.to_string(), n))
+    let mut worst: Vec<(String, u64)> = staging
+        .file_names
+        .iter()
+        .zip(&staging.quarantined_per_file)
+        .filter(|(_, n)| **n > 0)
+        .map(|(f, n)| (f.clone(), *n))
         .collect();
     worst.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     worst.truncate(5);
     counts.worst_files = worst;
     debug_assert!(counts.balanced());
     Ok(counts)
+}
+
+/// Parses one file chunk by chunk, spilling the staged rows after every chunk.
+pub async fn parse_file(
+    format: &mut dyn Format,
+    mut reader: ChunkReader,
+    file: u32,
+    source: &str,
+    staging: &mut Staging,
+    spill: &mut Spill,
+) -> Result<()> {
+    let name = staging
+        .file_names
+        .get(file as usize)
+        .cloned()
+        .unwrap_or_default();
+    while let Some(chunk) = reader.next_chunk(|head| format.framing(head)).await? {
+        let chunk = Chunk {
+            file,
+            name: &name,
+            text: &chunk.text,
+            line_shift: chunk.line_shift,
+            first: chunk.first,
+            last: chunk.last,
+        };
+        format.parse(&chunk, staging)?;
+        spill_staged(source, staging, spill)?;
+    }
+    Ok(())
+}
+
+/// Moves every staged row and quarantined row into the spill.
+pub fn spill_staged(source: &str, staging: &mut Staging, spill: &mut Spill) -> Result<()> {
+    for (i, table) in staging.tables.iter_mut().enumerate() {
+        if let Some(batch) = table.take_batch(&staging.file_names)? {
+            spill.add(i, batch)?;
+        }
+    }
+    if !staging.quarantine.is_empty() {
+        let rows = std::mem::take(&mut staging.quarantine);
+        spill.add_quarantine(write::quarantine_batch(source, &staging.file_names, &rows)?)?;
+    }
+    Ok(())
 }
 
 /// Every canonical lake table with its schema as written (lineage columns included),

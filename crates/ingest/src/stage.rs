@@ -1,13 +1,13 @@
-//! Staging of one source's rows before they are written: typed column builders per
-//! canonical table, the business date of every row (its partition), last-occurrence-wins
-//! deduplication on the primary key, the cut-off, quarantine and the counts.
+//! Staging of one chunk's rows before they are spilled: typed column builders per
+//! canonical table, with the business date of every row (its partition) and its primary
+//! key occurrence (deduplicated later, bucket by bucket, in [`crate::spill`]), the
+//! cut-off, quarantine and the counts.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder,
-    ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Array, Date32Builder, Float64Builder,
+    Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -39,6 +39,19 @@ pub fn with_lineage(schema: &SchemaRef) -> SchemaRef {
         DataType::UInt64,
         false,
     )));
+    Arc::new(Schema::new(fields))
+}
+
+/// Internal columns of a staged batch after the lineage ones: the row's business date,
+/// its primary key and the occurrence of that key (the latest occurrence wins).
+pub const INTERNAL_COLUMNS: usize = 3;
+
+/// A canonical schema with lineage and the internal staging columns.
+pub fn staged_schema(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Arc<Field>> = with_lineage(schema).fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new("_date", DataType::Date32, false)));
+    fields.push(Arc::new(Field::new("_key", DataType::Utf8, true)));
+    fields.push(Arc::new(Field::new("_occurrence", DataType::UInt64, false)));
     Arc::new(Schema::new(fields))
 }
 
@@ -105,10 +118,12 @@ pub struct TableStage {
     schema: SchemaRef,
     cols: Vec<Col>,
     /// Business date (Date32) of each row: its partition.
-    pub(crate) dates: Vec<i32>,
-    pub(crate) files: Vec<u32>,
-    pub(crate) lines: Vec<u64>,
-    pub(crate) alive: Vec<bool>,
+    dates: Vec<i32>,
+    files: Vec<u32>,
+    lines: Vec<u64>,
+    /// Primary key of each row (NULL: not deduplicated) and its occurrence number.
+    keys: StringBuilder,
+    occurrences: Vec<u64>,
 }
 
 impl TableStage {
@@ -125,16 +140,27 @@ impl TableStage {
             dates: vec![],
             files: vec![],
             lines: vec![],
-            alive: vec![],
+            keys: StringBuilder::new(),
+            occurrences: vec![],
         }
     }
 
-    /// Starts a row; fill every column in schema order with the returned writer.
-    pub fn row(&mut self, date: i32, file: u32, line: u64) -> RowWriter<'_> {
+    /// Starts a row of business date `date` from `file` at `line`; `key` is its primary
+    /// key and the occurrence of that key it belongs to ([`Staging::occurrence`]): of all
+    /// occurrences of a key, only the latest one's rows are kept. Fill every column in
+    /// schema order with the returned writer.
+    pub fn row(
+        &mut self,
+        date: i32,
+        file: u32,
+        line: u64,
+        key: Option<(&str, u64)>,
+    ) -> RowWriter<'_> {
         self.dates.push(date);
         self.files.push(file);
         self.lines.push(line);
-        self.alive.push(true);
+        self.keys.append_option(key.map(|k| k.0));
+        self.occurrences.push(key.map_or(0, |k| k.1));
         RowWriter {
             stage: self,
             col: 0,
@@ -142,46 +168,44 @@ impl TableStage {
     }
 
     pub fn rows(&self) -> usize {
-        self.alive.len()
+        self.dates.len()
     }
 
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
-    /// Builds the table with its lineage columns `_source_file` and `_source_line`,
-    /// keeping only the live rows; returns it with the live rows' dates.
-    pub fn finish(&mut self, file_names: &[String]) -> Result<(RecordBatch, Vec<i32>)> {
-        let schema = with_lineage(&self.schema);
+    /// Takes the staged rows as one batch of [`staged_schema`] (lineage and internal
+    /// columns included) and empties the stage; `None` when no row is staged.
+    pub fn take_batch(&mut self, file_names: &[String]) -> Result<Option<RecordBatch>> {
+        if self.rows() == 0 {
+            return Ok(None);
+        }
+        let schema = staged_schema(&self.schema);
         let mut arrays: Vec<ArrayRef> = self.cols.iter_mut().map(Col::finish).collect();
         let mut file_col = StringBuilder::new();
-        let mut line_col = UInt64Builder::new();
-        for (f, l) in self.files.iter().zip(&self.lines) {
+        for f in &self.files {
             file_col.append_value(
                 file_names
                     .get(*f as usize)
                     .map(String::as_str)
                     .unwrap_or(""),
             );
-            line_col.append_value(*l);
         }
         arrays.push(Arc::new(file_col.finish()));
-        arrays.push(Arc::new(line_col.finish()));
-        let write_err = |e: arrow::error::ArrowError| IngestError::Write {
-            table: self.name.to_string(),
-            message: e.to_string(),
-        };
-        let batch = RecordBatch::try_new(schema, arrays).map_err(write_err)?;
-        let mask = arrow::array::BooleanArray::from(self.alive.clone());
-        let batch = arrow::compute::filter_record_batch(&batch, &mask).map_err(write_err)?;
-        let dates = self
-            .dates
-            .iter()
-            .zip(&self.alive)
-            .filter(|(_, a)| **a)
-            .map(|(d, _)| *d)
-            .collect();
-        Ok((batch, dates))
+        arrays.push(Arc::new(UInt64Array::from(std::mem::take(&mut self.lines))));
+        arrays.push(Arc::new(Date32Array::from(std::mem::take(&mut self.dates))));
+        arrays.push(Arc::new(self.keys.finish()));
+        arrays.push(Arc::new(UInt64Array::from(std::mem::take(
+            &mut self.occurrences,
+        ))));
+        self.files.clear();
+        RecordBatch::try_new(schema, arrays)
+            .map(Some)
+            .map_err(|e| IngestError::Write {
+                table: self.name.to_string(),
+                message: e.to_string(),
+            })
     }
 }
 
@@ -273,20 +297,14 @@ impl RowWriter<'_> {
     }
 
     /// Ends the row; checks in debug builds that every column was filled.
-    pub fn end(self) -> u32 {
+    pub fn end(self) {
         debug_assert_eq!(
             self.col,
             self.stage.cols.len(),
             "{}: row not complete",
             self.stage.name
         );
-        debug_assert!(
-            self.stage
-                .cols
-                .iter()
-                .all(|c| c.len() == self.stage.alive.len())
-        );
-        (self.stage.alive.len() - 1) as u32
+        debug_assert!(self.stage.cols.iter().all(|c| c.len() == self.stage.rows()));
     }
 }
 
@@ -323,14 +341,17 @@ pub struct Quarantined {
     pub message: String,
 }
 
-/// Everything staged for one source.
+/// Everything staged for one source between two spills, and its running counts.
 pub struct Staging {
     pub tables: Vec<TableStage>,
+    /// Quarantined rows not yet spilled.
     pub quarantine: Vec<Quarantined>,
     pub counts: SourceCounts,
     pub file_names: Vec<String>,
-    /// Primary key -> the staged rows (table index, row) of its latest occurrence.
-    keys: HashMap<String, Vec<(u8, u32)>>,
+    /// Quarantined rows per file index (for the worst files of the quarantine gate).
+    pub quarantined_per_file: Vec<u64>,
+    /// The last occurrence number handed out.
+    last_occurrence: u64,
     /// The run's cut-off, microseconds UTC: rows after it are skipped.
     pub cutoff: i64,
     pub tz: chrono_tz::Tz,
@@ -343,7 +364,8 @@ impl Staging {
             quarantine: vec![],
             counts: SourceCounts::default(),
             file_names: vec![],
-            keys: HashMap::new(),
+            quarantined_per_file: vec![],
+            last_occurrence: 0,
             cutoff,
             tz,
         }
@@ -352,9 +374,18 @@ impl Staging {
     /// Registers a file; returns its index.
     pub fn add_file(&mut self, name: &str, bytes: u64) -> u32 {
         self.file_names.push(name.to_string());
+        self.quarantined_per_file.push(0);
         self.counts.files += 1;
         self.counts.bytes += bytes;
         (self.file_names.len() - 1) as u32
+    }
+
+    /// A new occurrence number: rows staged under one key with the same number form one
+    /// occurrence of that key (an order and its line items); numbers grow in read order,
+    /// so the latest file's occurrence has the highest.
+    pub fn occurrence(&mut self) -> u64 {
+        self.last_occurrence += 1;
+        self.last_occurrence
     }
 
     /// The business date of an instant, as Date32; `None` outside chrono's range.
@@ -383,6 +414,9 @@ impl Staging {
     ) {
         self.counts.rows_read += 1;
         self.counts.rows_quarantined += 1;
+        if let Some(n) = self.quarantined_per_file.get_mut(file as usize) {
+            *n += 1;
+        }
         self.quarantine.push(Quarantined {
             file,
             line,
@@ -393,26 +427,15 @@ impl Staging {
         });
     }
 
-    /// Records that `rows` source rows were read and staged as `staged` under `key`
-    /// (or with no key); a previous occurrence of the key is dropped as a duplicate.
-    pub fn loaded(&mut self, key: Option<String>, staged: Vec<(u8, u32)>, rows: u64) {
+    /// Records that `rows` source rows were read and staged (duplicates among them are
+    /// collapsed, and counted, when the spill is deduplicated).
+    pub fn loaded(&mut self, rows: u64) {
         self.counts.rows_read += rows;
         self.counts.rows_loaded += rows;
-        let Some(key) = key else { return };
-        if let Some(previous) = self.keys.insert(key, staged) {
-            let mut collapsed = 0;
-            for (table, row) in previous {
-                let stage = &mut self.tables[table as usize];
-                if stage.alive[row as usize] {
-                    stage.alive[row as usize] = false;
-                    // Only rows of the counted (first) table are source rows.
-                    if table == 0 {
-                        collapsed += 1;
-                    }
-                }
-            }
-            self.counts.rows_loaded -= collapsed;
-            self.counts.duplicates_collapsed += collapsed;
-        }
+    }
+
+    /// Rows staged in every table since the last spill.
+    pub fn staged_rows(&self) -> usize {
+        self.tables.iter().map(TableStage::rows).sum::<usize>() + self.quarantine.len()
     }
 }

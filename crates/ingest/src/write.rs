@@ -1,20 +1,21 @@
-//! Writing staged tables into the lake: one Parquet (zstd) object per table, business
-//! date and source, `raw/<table>/dt=YYYY-MM-DD/<source>.parquet`, and the quarantine at
-//! `quarantine/<source>/dt=<as_of>/part-0.parquet`. Each object is one atomic put.
+//! Writing a source's deduplicated tables into the lake: one Parquet (zstd) object per
+//! table, business date and source, `raw/<table>/dt=YYYY-MM-DD/<source>.parquet`, and
+//! the quarantine at `quarantine/<source>/dt=<as_of>/part-0.parquet`. Each object is
+//! streamed and appears whole when closed (one put, or a completed multipart upload).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, StringBuilder, UInt64Array, UInt64Builder};
+use arrow::array::{RecordBatch, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Schema};
-use bytes::Bytes;
 use crmflow_core::lake::Lake;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{IngestError, Result};
-use crate::stage::Staging;
+use crate::spill::Dated;
+use crate::stage::Quarantined;
 
 /// Writer settings of every lake table: zstd(1), about 24% faster than zstd(3) for 2% more bytes.
 pub fn writer_properties() -> WriterProperties {
@@ -25,29 +26,6 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Encodes batches as one Parquet file in memory.
-pub fn parquet_bytes(table: &str, batches: &[RecordBatch]) -> Result<Bytes> {
-    let err = |e: parquet::errors::ParquetError| IngestError::Write {
-        table: table.to_string(),
-        message: e.to_string(),
-    };
-    let schema = batches
-        .first()
-        .map(|b| b.schema())
-        .ok_or_else(|| IngestError::Write {
-            table: table.to_string(),
-            message: "no batch to write".into(),
-        })?;
-    let mut buf = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut buf, schema, Some(writer_properties())).map_err(err)?;
-    for b in batches {
-        writer.write(b).map_err(err)?;
-    }
-    writer.close().map_err(err)?;
-    Ok(Bytes::from(buf))
-}
-
 /// Formats a Date32 as `YYYY-MM-DD`.
 pub fn date_string(days: i32) -> String {
     chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163)
@@ -55,37 +33,65 @@ pub fn date_string(days: i32) -> String {
         .unwrap_or_else(|| format!("day{days}"))
 }
 
-/// Writes every staged table of a source; returns rows written per table.
+/// Streams batches into one Parquet object of the lake: written through a buffered
+/// object-store writer (one put, or a multipart upload for a large object), so the
+/// object appears whole when closed and memory holds about one row group.
+pub async fn write_parquet_object(
+    lake: &Lake,
+    relative: &str,
+    table: &str,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<u64> {
+    let err = |e: parquet::errors::ParquetError| IngestError::Write {
+        table: table.to_string(),
+        message: format!("{relative}: {e}"),
+    };
+    let sink = object_store::buffered::BufWriter::new(lake.store(), lake.path(relative));
+    let mut writer: Option<AsyncArrowWriter<object_store::buffered::BufWriter>> = None;
+    let mut sink = Some(sink);
+    let mut rows = 0;
+    for batch in batches {
+        let batch = batch?;
+        if writer.is_none()
+            && let Some(s) = sink.take()
+        {
+            writer = Some(
+                AsyncArrowWriter::try_new(s, batch.schema(), Some(writer_properties()))
+                    .map_err(err)?,
+            );
+        }
+        if let Some(w) = writer.as_mut() {
+            rows += batch.num_rows() as u64;
+            w.write(&batch).await.map_err(err)?;
+        }
+    }
+    if let Some(w) = writer {
+        w.close().await.map_err(err)?;
+    }
+    Ok(rows)
+}
+
+/// Writes every deduplicated table of a source, one object per business date; returns
+/// rows written per table.
 pub async fn write_tables(
     lake: &Lake,
     source: &str,
-    staging: &mut Staging,
+    dated: &mut Dated,
 ) -> Result<BTreeMap<String, u64>> {
     let mut written = BTreeMap::new();
-    let file_names = staging.file_names.clone();
-    for stage in &mut staging.tables {
-        let (batch, dates) = stage.finish(&file_names)?;
-        let mut by_date: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
-        for (i, d) in dates.iter().enumerate() {
-            by_date.entry(*d).or_default().push(i as u64);
-        }
-        for (date, rows) in &by_date {
-            let indices = UInt64Array::from(rows.clone());
-            let part = arrow::compute::take_record_batch(&batch, &indices).map_err(|e| {
-                IngestError::Write {
-                    table: stage.name.to_string(),
-                    message: e.to_string(),
-                }
-            })?;
-            let bytes = parquet_bytes(stage.name, &[part])?;
+    for table in &mut dated.tables {
+        let mut rows = 0;
+        for date in table.dates() {
             let path = format!(
                 "raw/{}/dt={}/{source}.parquet",
-                stage.name,
-                date_string(*date)
+                table.name,
+                date_string(date)
             );
-            lake.put(&path, bytes).await?;
+            let parts = table.read(date)?;
+            rows +=
+                write_parquet_object(lake, &path, table.name, parts.into_iter().map(Ok)).await?;
         }
-        written.insert(stage.name.to_string(), batch.num_rows() as u64);
+        written.insert(table.name.to_string(), rows);
     }
     Ok(written)
 }
@@ -103,18 +109,12 @@ pub fn quarantine_schema() -> Arc<Schema> {
     ]))
 }
 
-/// Replaces the quarantine partition of `as_of` for a source (removes it when empty).
-pub async fn write_quarantine(
-    lake: &Lake,
+/// Quarantined rows as a batch of [`quarantine_schema`].
+pub fn quarantine_batch(
     source: &str,
-    as_of: &str,
-    staging: &Staging,
-) -> Result<()> {
-    let path = format!("quarantine/{source}/dt={as_of}/part-0.parquet");
-    if staging.quarantine.is_empty() {
-        lake.delete(&path).await?;
-        return Ok(());
-    }
+    file_names: &[String],
+    rows: &[Quarantined],
+) -> Result<RecordBatch> {
     let (mut s, mut f, mut l, mut r, mut c, mut reason, mut m) = (
         StringBuilder::new(),
         StringBuilder::new(),
@@ -124,11 +124,10 @@ pub async fn write_quarantine(
         StringBuilder::new(),
         StringBuilder::new(),
     );
-    for q in &staging.quarantine {
+    for q in rows {
         s.append_value(source);
         f.append_value(
-            staging
-                .file_names
+            file_names
                 .get(q.file as usize)
                 .map(String::as_str)
                 .unwrap_or(""),
@@ -139,7 +138,7 @@ pub async fn write_quarantine(
         reason.append_value(q.reason.as_str());
         m.append_value(&q.message);
     }
-    let batch = RecordBatch::try_new(
+    RecordBatch::try_new(
         quarantine_schema(),
         vec![
             Arc::new(s.finish()),
@@ -154,8 +153,21 @@ pub async fn write_quarantine(
     .map_err(|e| IngestError::Write {
         table: "quarantine".into(),
         message: e.to_string(),
-    })?;
-    lake.put(&path, parquet_bytes("quarantine", &[batch])?)
-        .await?;
+    })
+}
+
+/// Replaces the quarantine partition of `as_of` for a source (removes it when empty).
+pub async fn write_quarantine(
+    lake: &Lake,
+    source: &str,
+    as_of: &str,
+    dated: &mut Dated,
+) -> Result<()> {
+    let path = format!("quarantine/{source}/dt={as_of}/part-0.parquet");
+    if dated.quarantined_batches() == 0 {
+        lake.delete(&path).await?;
+        return Ok(());
+    }
+    write_parquet_object(lake, &path, "quarantine", dated.quarantine()).await?;
     Ok(())
 }

@@ -21,6 +21,7 @@ use crmflow_core::normalize::{boolean, integer, text, timestamp_micros};
 use serde_json::Value;
 
 use super::{Format, ParseOptions, each_record, phone_checked};
+use crate::chunks::{Chunk, Framing};
 use crate::error::{IngestError, Result};
 use crate::stage::{Reason, Staging, TableStage, ts_type};
 use crate::text::DelimitedOptions;
@@ -57,6 +58,14 @@ pub fn schema() -> Arc<Schema> {
 }
 
 impl Calltouch {
+    fn delimited(&self) -> DelimitedOptions {
+        DelimitedOptions {
+            delimiter: self.opts.delimiter,
+            quoting: true,
+            skip_lines: 0,
+        }
+    }
+
     /// Stages one call whose fields are looked up by name.
     fn call<'a>(
         &self,
@@ -105,8 +114,9 @@ impl Calltouch {
         };
         let phone = phone_checked(staging, &get("callerNumber"));
         let s = |name: &str| text(&get(name)).map(str::to_string);
-        let row = staging.tables[0]
-            .row(date, file, line)
+        let occurrence = staging.occurrence();
+        staging.tables[0]
+            .row(date, file, line, Some((&call_id, occurrence)))
             .str(Some(&call_id))
             .ts(Some(call_at))
             .str(phone.as_deref())
@@ -129,7 +139,7 @@ impl Calltouch {
             .str(s("url").as_deref())
             .str(s("city").as_deref())
             .end();
-        staging.loaded(Some(call_id), vec![(0, row)], 1);
+        staging.loaded(1);
     }
 
     fn parse_json(&self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
@@ -192,30 +202,30 @@ impl Format for Calltouch {
         vec![TableStage::new("calls", schema())]
     }
 
-    fn parse(&mut self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
-        match body.trim_start().as_bytes().first() {
-            Some(b'[' | b'{') => self.parse_json(file, name, body, staging),
-            None => Ok(()),
-            Some(_) => {
-                let opts = DelimitedOptions {
-                    delimiter: self.opts.delimiter,
-                    quoting: true,
-                    skip_lines: 0,
-                };
-                each_record(
-                    "Calltouch",
-                    name,
-                    body,
-                    opts,
-                    &["callId", "date"],
-                    file,
-                    staging,
-                    |rec, header, staging| {
-                        let get = |k: &str| Cow::Borrowed(rec.get(header.col(k)));
-                        self.call(file, rec.line, rec.raw, get, staging);
-                    },
-                )
+    fn framing(&self, head: &str) -> Framing {
+        match head.trim_start().as_bytes().first() {
+            Some(b'[' | b'{') => Framing::Whole,
+            _ => self.delimited().into(),
+        }
+    }
+
+    fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
+        match chunk.text.trim_start().as_bytes().first() {
+            Some(b'[' | b'{') if chunk.first => {
+                self.parse_json(chunk.file, chunk.name, chunk.text, staging)
             }
+            None => Ok(()),
+            Some(_) => each_record(
+                "Calltouch",
+                chunk,
+                self.delimited(),
+                &["callId", "date"],
+                staging,
+                |rec, header, staging| {
+                    let get = |k: &str| Cow::Borrowed(rec.get(header.col(k)));
+                    self.call(chunk.file, rec.line, rec.raw, get, staging);
+                },
+            ),
         }
     }
 }
@@ -307,7 +317,10 @@ mod tests {
         let mut f = Calltouch { opts: opts() };
         let mut st = Staging::new(f.tables(), NO_CUTOFF, MSK);
         let err = f
-            .parse(0, "orders.csv", "Name,Email\n#1,a@b.c\n", &mut st)
+            .parse(
+                &Chunk::whole(0, "orders.csv", "Name,Email\n#1,a@b.c\n"),
+                &mut st,
+            )
             .unwrap_err()
             .to_string();
         assert!(

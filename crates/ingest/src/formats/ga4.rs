@@ -1,6 +1,7 @@
-//! Google Analytics 4 BigQuery export (NDJSON, one event per line). Tables
-//! `ga4_events` (one row per event; no key, not deduplicated) and `ga4_sessions`
-//! (one row per `(user_pseudo_id, ga_session_id)`, built after the cut-off).
+//! Google Analytics 4 BigQuery export (NDJSON, one event per line). Table
+//! `ga4_events`: one row per event; no key, not deduplicated. Sessions are derived
+//! from the events in SQL (`sql/staging/stg_ga4_sessions.sql`), so that their memory
+//! is the engine's bounded, spilling one.
 //!
 //! `ga4_events`: event_at (`event_timestamp`, µs UTC), event_date, event_name,
 //! user_pseudo_id, user_id, ga_session_id (`event_params` int, also as a string),
@@ -8,13 +9,7 @@
 //! (`collected_traffic_source.manual_*`), gclid, transaction_id and purchase_revenue
 //! (`ecommerce`), device_category, city.
 //!
-//! `ga4_sessions`: user_pseudo_id, ga_session_id, session_start (earliest event), source,
-//! medium, campaign, content, term (the spec's rule: last-click manual campaign of the
-//! earliest event that has one; else collected traffic source of the earliest event that
-//! has one, a lone gclid being google / cpc; else `(direct)` / `(none)`), purchase_ids,
-//! revenue, events, device_category, city.
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
@@ -22,8 +17,9 @@ use crmflow_core::normalize::{date, date32, text};
 use serde_json::Value;
 
 use super::{Format, ParseOptions};
+use crate::chunks::{Chunk, Framing};
 use crate::error::Result;
-use crate::stage::{Reason, Staging, TableStage, str_list_type, ts_type};
+use crate::stage::{Reason, Staging, TableStage, ts_type};
 
 pub fn events_schema() -> Arc<Schema> {
     let t = |n: &str| Field::new(n, DataType::Utf8, true);
@@ -53,55 +49,13 @@ pub fn events_schema() -> Arc<Schema> {
     ]))
 }
 
-pub fn sessions_schema() -> Arc<Schema> {
-    let t = |n: &str| Field::new(n, DataType::Utf8, true);
-    Arc::new(Schema::new(vec![
-        Field::new("user_pseudo_id", DataType::Utf8, false),
-        Field::new("ga_session_id", DataType::Int64, false),
-        Field::new("session_start", ts_type(), false),
-        t("source"),
-        t("medium"),
-        t("campaign"),
-        t("content"),
-        t("term"),
-        Field::new("purchase_ids", str_list_type(), false),
-        Field::new("revenue", DataType::Float64, false),
-        Field::new("events", DataType::Int64, false),
-        t("device_category"),
-        t("city"),
-    ]))
-}
-
-/// Source fields of one event: source, medium, campaign, content, term.
-type Utm = [Option<String>; 5];
-
-#[derive(Default)]
-struct Session {
-    start: i64,
-    /// (event time, order seen) of the earliest event, and its device and city.
-    first: (i64, u64),
-    device: Option<String>,
-    city: Option<String>,
-    last_click: Option<((i64, u64), Utm)>,
-    collected: Option<((i64, u64), Utm, bool)>,
-    purchase_ids: BTreeSet<String>,
-    revenue: f64,
-    events: i64,
-}
-
 pub struct Ga4 {
     opts: ParseOptions,
-    sessions: HashMap<(String, i64), Session>,
-    seen: u64,
 }
 
 impl Ga4 {
     pub fn new(opts: ParseOptions) -> Self {
-        Self {
-            opts,
-            sessions: HashMap::new(),
-            seen: 0,
-        }
+        Self { opts }
     }
 }
 
@@ -151,15 +105,17 @@ fn param<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
 
 impl Format for Ga4 {
     fn tables(&self) -> Vec<TableStage> {
-        vec![
-            TableStage::new("ga4_events", events_schema()),
-            TableStage::new("ga4_sessions", sessions_schema()),
-        ]
+        vec![TableStage::new("ga4_events", events_schema())]
     }
 
-    fn parse(&mut self, file: u32, _name: &str, body: &str, staging: &mut Staging) -> Result<()> {
-        for (i, line_text) in body.split('\n').enumerate() {
-            let line = i as u64 + 1;
+    fn framing(&self, _head: &str) -> Framing {
+        Framing::Lines
+    }
+
+    fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
+        let file = chunk.file;
+        for (i, line_text) in chunk.text.split('\n').enumerate() {
+            let line = i as u64 + 1 + chunk.line_shift;
             let raw = line_text.trim_end_matches('\r');
             if raw.trim().is_empty() {
                 continue;
@@ -238,8 +194,8 @@ impl Format for Ga4 {
                 .and_then(text)
                 .map(str::to_string);
             let event_date = s(&["event_date"]).and_then(|d| date(&d)).map(date32);
-            let row = staging.tables[0]
-                .row(day, file, line)
+            staging.tables[0]
+                .row(day, file, line, None)
                 .ts(Some(event_at))
                 .date(event_date)
                 .str(event_name.as_deref())
@@ -263,97 +219,9 @@ impl Format for Ga4 {
                 .str(device.as_deref())
                 .str(city.as_deref())
                 .end();
-            staging.loaded(None, vec![(0, row)], 1);
-
-            let (Some(user), Some(session_id)) = (user, session_id) else {
-                continue;
-            };
-            self.seen += 1;
-            let order = (event_at, self.seen);
-            let session = self
-                .sessions
-                .entry((user, session_id))
-                .or_insert_with(|| Session {
-                    start: event_at,
-                    first: order,
-                    device: device.clone(),
-                    city: city.clone(),
-                    ..Default::default()
-                });
-            session.events += 1;
-            if order < session.first {
-                session.first = order;
-                session.start = event_at;
-                session.device = device;
-                session.city = city;
-            }
-            if (lc[0].is_some() || lc[1].is_some())
-                && session.last_click.as_ref().is_none_or(|(o, _)| order < *o)
-            {
-                session.last_click = Some((order, lc));
-            }
-            let has_collected = cts[0].is_some() || cts[1].is_some() || gclid.is_some();
-            if has_collected
-                && session
-                    .collected
-                    .as_ref()
-                    .is_none_or(|(o, _, _)| order < *o)
-            {
-                session.collected = Some((order, cts, gclid.is_some()));
-            }
-            if event_name.as_deref() == Some("purchase") {
-                if let Some(t) = transaction {
-                    session.purchase_ids.insert(t);
-                }
-                session.revenue += revenue.unwrap_or(0.0);
-            }
+            staging.loaded(1);
         }
         let _ = self.opts;
-        Ok(())
-    }
-
-    fn finish(&mut self, staging: &mut Staging) -> Result<()> {
-        let mut sessions: Vec<_> = std::mem::take(&mut self.sessions).into_iter().collect();
-        sessions.sort_by(|a, b| (a.1.start, &a.0).cmp(&(b.1.start, &b.0)));
-        for ((user, session_id), s) in sessions {
-            let utm: Utm = match (s.last_click, s.collected) {
-                (Some((_, lc)), _) => lc,
-                (None, Some((_, mut cts, has_gclid))) => {
-                    if cts[0].is_none() && cts[1].is_none() && has_gclid {
-                        cts[0] = Some("google".into());
-                        cts[1] = Some("cpc".into());
-                    }
-                    cts
-                }
-                (None, None) => [
-                    Some("(direct)".into()),
-                    Some("(none)".into()),
-                    None,
-                    None,
-                    None,
-                ],
-            };
-            let Some(day) = staging.date_of(s.start) else {
-                continue;
-            };
-            let ids: Vec<String> = s.purchase_ids.into_iter().collect();
-            staging.tables[1]
-                .row(day, 0, 0)
-                .str(Some(&user))
-                .i64(Some(session_id))
-                .ts(Some(s.start))
-                .str(utm[0].as_deref())
-                .str(utm[1].as_deref())
-                .str(utm[2].as_deref())
-                .str(utm[3].as_deref())
-                .str(utm[4].as_deref())
-                .str_list(Some(&ids))
-                .f64(Some(s.revenue))
-                .i64(Some(s.events))
-                .str(s.device.as_deref())
-                .str(s.city.as_deref())
-                .end();
-        }
         Ok(())
     }
 }
@@ -370,10 +238,9 @@ mod tests {
     }
 
     #[test]
-    fn sessions_follow_the_source_rule() {
+    fn events_are_flattened_and_bad_lines_quarantined() {
         let t0 = 1_763_636_000_000_000_i64;
         let lines = [
-            // session 1: last-click campaign on the second event wins over collected source of the first
             ev(
                 t0,
                 "page_view",
@@ -392,39 +259,49 @@ mod tests {
                 "1",
                 r#","ecommerce":{"transaction_id":"1001","purchase_revenue":99.5}"#,
             ),
-            // session 2 (id as a string): gclid only -> google / cpc
+            // the session id as a string; a gclid
             ev(
                 t0 + 100,
                 "page_view",
                 "\"2\"",
                 r#","collected_traffic_source":{"gclid":"abc","manual_source":"(not set)"}"#,
             ),
-            // session 3: nothing -> (direct) / (none)
             ev(t0 + 200, "page_view", "3", ""),
             "{not json".to_string(),
             r#"{"event_name":"x","user_pseudo_id":"u1"}"#.to_string(),
+            "[1]".to_string(),
         ];
         let body = lines.join("\n");
         let (b, st) = run(Box::new(Ga4::new(opts())), &[&body], NO_CUTOFF);
-        assert_eq!(b[0].num_rows(), 5);
-        let s = &b[1];
-        assert_eq!(col(s, "ga_session_id"), ["1", "2", "3"]);
-        assert_eq!(col(s, "source"), ["yandex", "google", "(direct)"]);
-        assert_eq!(col(s, "medium"), ["cpc", "cpc", "(none)"]);
-        assert_eq!(col(s, "campaign"), ["brand", "∅", "∅"]);
-        assert_eq!(col(s, "purchase_ids"), ["[1001]", "[]", "[]"]);
-        assert_eq!(col(s, "revenue"), ["99.5", "0.0", "0.0"]);
-        assert_eq!(col(s, "events"), ["3", "1", "1"]);
+        let e = &b[0];
+        assert_eq!(col(e, "ga_session_id"), ["1", "1", "1", "2", "3"]);
+        assert_eq!(
+            col(e, "cts_source"),
+            ["vk", "∅", "∅", "∅", "∅"],
+            "(not set) is NULL"
+        );
+        assert_eq!(col(e, "lc_campaign"), ["∅", "brand", "∅", "∅", "∅"]);
+        assert_eq!(col(e, "gclid")[3], "abc");
+        assert_eq!(col(e, "transaction_id")[2], "1001");
+        assert_eq!(col(e, "purchase_revenue")[2], "99.5");
+        assert_eq!(col(e, "event_date")[0], "2026-11-20");
         let q: Vec<_> = st
             .quarantine
             .iter()
             .map(|q| (q.line, q.reason.as_str()))
             .collect();
-        assert_eq!(q, [(6, "unparseable_record"), (7, "unparseable_timestamp")]);
+        assert_eq!(
+            q,
+            [
+                (6, "unparseable_record"),
+                (7, "unparseable_timestamp"),
+                (8, "unparseable_record")
+            ]
+        );
     }
 
     #[test]
-    fn events_after_cutoff_do_not_make_sessions() {
+    fn events_after_cutoff_are_counted_not_loaded() {
         let t0 = 1_763_636_000_000_000_i64;
         let body = [
             ev(t0, "page_view", "1", ""),
@@ -432,7 +309,7 @@ mod tests {
         ]
         .join("\n");
         let (b, st) = run(Box::new(Ga4::new(opts())), &[&body], t0 + 5);
-        assert_eq!(col(&b[1], "events"), ["1"]);
+        assert_eq!(b[0].num_rows(), 1);
         assert_eq!(st.counts.rows_after_cutoff, 1);
     }
 }

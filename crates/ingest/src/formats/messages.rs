@@ -11,6 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use crmflow_core::normalize::{text, timestamp_micros};
 
 use super::{Format, ParseOptions, each_record, email_checked, phone_checked};
+use crate::chunks::{Chunk, Framing};
 use crate::error::Result;
 use crate::stage::{Reason, RowWriter, Staging, TableStage, ts_type};
 use crate::text::DelimitedOptions;
@@ -57,6 +58,15 @@ fn lower(v: &str) -> Option<String> {
 /// Reads a keyless CSV whose rows carry a contact and a time: quarantines an
 /// unparseable time, applies the cut-off, splits the contact into email or phone, and
 /// lets `fill` write the rest of the row.
+/// Both formats are CSV with a header.
+fn delimited(opts: ParseOptions) -> DelimitedOptions {
+    DelimitedOptions {
+        delimiter: opts.delimiter,
+        quoting: true,
+        skip_lines: 0,
+    }
+}
+
 #[allow(clippy::too_many_arguments)] // the two callers differ only in these
 fn contact_rows(
     kind: &str,
@@ -64,22 +74,16 @@ fn contact_rows(
     at_column: &str,
     contact_column: &str,
     opts: ParseOptions,
-    (file, name, body): (u32, &str, &str),
+    chunk: &Chunk,
     staging: &mut Staging,
-    fill: impl Fn(RowWriter<'_>, &dyn Fn(&str) -> String, Option<String>, Option<String>, i64) -> u32,
+    fill: impl Fn(RowWriter<'_>, &dyn Fn(&str) -> String, Option<String>, Option<String>, i64),
 ) -> Result<()> {
-    let delimited = DelimitedOptions {
-        delimiter: opts.delimiter,
-        quoting: true,
-        skip_lines: 0,
-    };
+    let file = chunk.file;
     each_record(
         kind,
-        name,
-        body,
-        delimited,
+        chunk,
+        delimited(opts),
         required,
-        file,
         staging,
         |rec, h, staging| {
             let get = |c: &str| rec.get(h.col(c)).to_string();
@@ -101,14 +105,14 @@ fn contact_rows(
                 return;
             };
             let (email, phone) = contact(staging, &get(contact_column));
-            let row = fill(
-                staging.tables[0].row(day, file, rec.line),
+            fill(
+                staging.tables[0].row(day, file, rec.line, None),
                 &get,
                 email,
                 phone,
                 at,
             );
-            staging.loaded(None, vec![(0, row)], 1);
+            staging.loaded(1);
         },
     )
 }
@@ -122,7 +126,11 @@ impl Format for MessageEvents {
         vec![TableStage::new("message_events", events_schema())]
     }
 
-    fn parse(&mut self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
+    fn framing(&self, _head: &str) -> Framing {
+        delimited(self.opts).into()
+    }
+
+    fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
         let required = ["channel", "recipient", "event", "event_at"];
         contact_rows(
             "message events",
@@ -130,7 +138,7 @@ impl Format for MessageEvents {
             "event_at",
             "recipient",
             self.opts,
-            (file, name, body),
+            chunk,
             staging,
             |row, get, email, phone, at| {
                 row.str(lower(&get("channel")).as_deref())
@@ -155,7 +163,11 @@ impl Format for Consents {
         vec![TableStage::new("consents", consents_schema())]
     }
 
-    fn parse(&mut self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
+    fn framing(&self, _head: &str) -> Framing {
+        delimited(self.opts).into()
+    }
+
+    fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
         let required = ["contact", "channel", "status", "updated_at"];
         contact_rows(
             "consents",
@@ -163,7 +175,7 @@ impl Format for Consents {
             "updated_at",
             "contact",
             self.opts,
-            (file, name, body),
+            chunk,
             staging,
             |row, get, email, phone, at| {
                 row.str(lower(&get("channel")).as_deref())

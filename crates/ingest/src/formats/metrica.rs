@@ -23,6 +23,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use crmflow_core::normalize::{boolean, decimal, integer, text, timestamp_micros};
 
 use super::{Format, ParseOptions, each_record};
+use crate::chunks::{Chunk, Framing};
 use crate::error::Result;
 use crate::stage::{Reason, Staging, TableStage, f64_list_type, str_list_type, ts_type};
 use crate::text::{DelimitedOptions, clickhouse_array, unescape_tsv};
@@ -68,27 +69,36 @@ fn device(raw: &str) -> Option<&str> {
     }
 }
 
+impl Metrica {
+    fn delimited(&self) -> DelimitedOptions {
+        DelimitedOptions {
+            delimiter: Some(self.opts.delimiter.unwrap_or(b'\t')),
+            quoting: false,
+            skip_lines: 0,
+        }
+    }
+}
+
 impl Format for Metrica {
     fn tables(&self) -> Vec<TableStage> {
         vec![TableStage::new("metrica_visits", schema())]
     }
 
-    fn parse(&mut self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
-        let opts = DelimitedOptions {
-            delimiter: Some(self.opts.delimiter.unwrap_or(b'\t')),
-            quoting: false,
-            skip_lines: 0,
-        };
+    fn framing(&self, _head: &str) -> Framing {
+        self.delimited().into()
+    }
+
+    fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
+        let file = chunk.file;
+        let opts = self.delimited();
         let tz = self.opts.tz;
         let required = ["ym:s:visitID", "ym:s:counterID", "ym:s:dateTime"];
         let mut utm_cols: Option<Vec<Option<usize>>> = None;
         each_record(
             "Yandex Metrica visits",
-            name,
-            body,
+            chunk,
             opts,
             &required,
-            file,
             staging,
             |rec, h, staging| {
                 // The unprefixed UTM column wins where a file has both.
@@ -149,8 +159,9 @@ impl Format for Metrica {
                     .map(|vs| vs.iter().filter_map(|v| decimal(v)).collect());
                 let goals = clickhouse_array(&field("ym:s:goalsID"));
                 let key = format!("{counter}\u{1f}{visit}");
-                let row = staging.tables[0]
-                    .row(date, file, rec.line)
+                let occurrence = staging.occurrence();
+                staging.tables[0]
+                    .row(date, file, rec.line, Some((&key, occurrence)))
                     .str(Some(counter))
                     .str(Some(visit))
                     .ts(Some(visit_at))
@@ -176,7 +187,7 @@ impl Format for Metrica {
                     .f64_list(revenue.as_deref())
                     .str_list(goals.as_deref())
                     .end();
-                staging.loaded(Some(key), vec![(0, row)], 1);
+                staging.loaded(1);
             },
         )
     }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `calltouch` | `calls` |
 //! | `metrica_visits` | `metrica_visits` |
-//! | `ga4_events` | `ga4_events`, `ga4_sessions` |
+//! | `ga4_events` | `ga4_events` (sessions: the model `stg_ga4_sessions`) |
 //! | `shopify_orders` | `order_items`, `orders` |
 //! | `direct_spend`, `google_ads_spend`, `generic_spend` | `ad_spend` |
 //! | `message_events` | `message_events` |
@@ -21,6 +21,7 @@ pub mod spend;
 use chrono_tz::Tz;
 use crmflow_core::config::SourceKind;
 
+use crate::chunks::{Chunk, Framing};
 use crate::error::{IngestError, Result};
 use crate::stage::{Reason, Staging, TableStage};
 use crate::text::{Delimited, DelimitedOptions, Record};
@@ -35,15 +36,24 @@ pub struct ParseOptions {
     pub cost_in_micros: bool,
 }
 
-/// An export format: its tables and how to parse one file into them.
+/// An export format: its tables and how to parse a file into them, chunk by chunk.
 pub trait Format: Send {
     /// The canonical tables this format writes; the first one holds one row per source row.
     fn tables(&self) -> Vec<TableStage>;
-    /// Parses one decoded file into the staging area.
-    fn parse(&mut self, file: u32, name: &str, text: &str, staging: &mut Staging) -> Result<()>;
-    /// Builds derived tables once every file is parsed.
-    fn finish(&mut self, _staging: &mut Staging) -> Result<()> {
-        Ok(())
+    /// How a file splits into records, judged from its decoded first bytes.
+    fn framing(&self, head: &str) -> Framing;
+    /// Parses one chunk of a file (whole records; see [`Chunk`]) into the staging area.
+    /// Chunks of a file come in order; a format may carry state from one to the next.
+    fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()>;
+}
+
+impl From<DelimitedOptions> for Framing {
+    fn from(o: DelimitedOptions) -> Self {
+        Framing::Delimited {
+            delimiter: o.delimiter,
+            quoting: o.quoting,
+            skip_lines: o.skip_lines,
+        }
     }
 }
 
@@ -53,7 +63,7 @@ pub fn format_for(kind: SourceKind, opts: ParseOptions) -> Box<dyn Format> {
         SourceKind::Calltouch => Box::new(calltouch::Calltouch { opts }),
         SourceKind::MetricaVisits => Box::new(metrica::Metrica { opts }),
         SourceKind::Ga4Events => Box::new(ga4::Ga4::new(opts)),
-        SourceKind::ShopifyOrders => Box::new(shopify::Shopify { opts }),
+        SourceKind::ShopifyOrders => Box::new(shopify::Shopify::new(opts)),
         SourceKind::DirectSpend => Box::new(spend::Spend::direct(opts)),
         SourceKind::GoogleAdsSpend => Box::new(spend::Spend::google_ads(opts)),
         SourceKind::GenericSpend => Box::new(spend::Spend::generic(opts)),
@@ -62,26 +72,25 @@ pub fn format_for(kind: SourceKind, opts: ParseOptions) -> Box<dyn Format> {
     }
 }
 
-/// Reads the delimited records of a file: checks the required header columns (a wrong
+/// Reads the delimited records of a chunk: checks the required header columns (a wrong
 /// file fails naming the missing columns), quarantines records that cannot be split or
-/// have the wrong number of fields, and hands every other record to `row`.
-#[allow(clippy::too_many_arguments)] // one call per format; a struct would only rename them
+/// have the wrong number of fields, and hands every other record, with its line number
+/// in the file, to `row`.
 pub(crate) fn each_record<'t>(
     kind: &str,
-    name: &str,
-    text: &'t str,
+    chunk: &Chunk<'t>,
     opts: DelimitedOptions,
     required: &[&str],
-    file: u32,
     staging: &mut Staging,
     mut row: impl FnMut(&Record<'t>, &crate::text::Header, &mut Staging),
 ) -> Result<()> {
-    let Some(mut records) = Delimited::open(text, opts) else {
+    let file = chunk.file;
+    let Some(mut records) = Delimited::open(chunk.text, opts) else {
         return Ok(()); // an empty file has no rows
     };
     if let Some(missing) = records.header.missing(required) {
         return Err(IngestError::MissingColumns {
-            file: name.to_string(),
+            file: chunk.name.to_string(),
             kind: kind.to_string(),
             missing,
         });
@@ -89,6 +98,16 @@ pub(crate) fn each_record<'t>(
     let header = records.header.clone();
     let width = header.names.len();
     for record in records.by_ref() {
+        let record = match record {
+            Ok(mut rec) => {
+                rec.line += chunk.line_shift;
+                Ok(rec)
+            }
+            Err(mut bad) => {
+                bad.line += chunk.line_shift;
+                Err(bad)
+            }
+        };
         match record {
             Err(bad) => staging.quarantine(
                 file,
@@ -149,26 +168,103 @@ pub(crate) mod test_support {
     /// A far-future cut-off.
     pub const NO_CUTOFF: i64 = i64::MAX;
 
+    /// Runs the whole ingest path in memory (chunks of `chunk_bytes`, staging, spill,
+    /// dedup) over `files`; returns every table (dates ascending) and the staging area
+    /// with all quarantined rows and the final counts.
+    pub fn pipeline(
+        format: &mut dyn Format,
+        files: &[&[u8]],
+        cutoff: i64,
+        chunk_bytes: usize,
+    ) -> Result<(Vec<RecordBatch>, Staging)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut staging = Staging::new(format.tables(), cutoff, MSK);
+            let mut spill = crate::spill::Spill::new(&staging.tables, 1, None)?;
+            let mut quarantined = vec![];
+            let mut failed = None;
+            for (i, bytes) in files.iter().enumerate() {
+                let name = format!("file{i}");
+                let idx = staging.add_file(&name, bytes.len() as u64);
+                let mut reader = crate::chunks::ChunkReader::with_chunk_bytes(
+                    &name,
+                    crate::chunks::stream_of(bytes.to_vec(), 7),
+                    crmflow_core::config::TextEncoding::Auto,
+                    chunk_bytes,
+                );
+                while let Some(c) = reader.next_chunk(|h| format.framing(h)).await? {
+                    let chunk = Chunk {
+                        file: idx,
+                        name: &name,
+                        text: &c.text,
+                        line_shift: c.line_shift,
+                        first: c.first,
+                        last: c.last,
+                    };
+                    let parsed = format.parse(&chunk, &mut staging);
+                    quarantined.append(&mut staging.quarantine);
+                    for (t, table) in staging.tables.iter_mut().enumerate() {
+                        if let Some(b) = table.take_batch(&staging.file_names)? {
+                            spill.add(t, b)?;
+                        }
+                    }
+                    if let Err(e) = parsed {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            let mut counts = std::mem::take(&mut staging.counts);
+            let mut dated = spill.finish(&mut counts)?;
+            let mut batches = vec![];
+            for t in &mut dated.tables {
+                let schema = crate::stage::with_lineage(
+                    format
+                        .tables()
+                        .iter()
+                        .find(|s| s.name == t.name)
+                        .expect("table")
+                        .schema(),
+                );
+                let mut parts = vec![];
+                for d in t.dates() {
+                    parts.extend(t.read(d)?);
+                }
+                batches.push(arrow::compute::concat_batches(&schema, &parts).expect("concat"));
+            }
+            staging.counts = counts;
+            staging.quarantine = quarantined;
+            assert!(staging.counts.balanced(), "{:?}", staging.counts);
+            match failed {
+                Some(e) => Err(e),
+                None => Ok((batches, staging)),
+            }
+        })
+    }
+
+    /// Runs a format over in-memory files, whole and in tiny chunks (which must give
+    /// the same tables, quarantine and counts); returns the tables and the staging area.
     pub fn run(
         mut format: Box<dyn Format>,
         files: &[&str],
         cutoff: i64,
     ) -> (Vec<RecordBatch>, Staging) {
-        let mut staging = Staging::new(format.tables(), cutoff, MSK);
-        for (i, text) in files.iter().enumerate() {
-            let name = format!("file{i}");
-            let idx = staging.add_file(&name, text.len() as u64);
-            format.parse(idx, &name, text, &mut staging).expect("parse");
+        let bytes: Vec<&[u8]> = files.iter().map(|f| f.as_bytes()).collect();
+        let (whole, st) = pipeline(format.as_mut(), &bytes, cutoff, usize::MAX).expect("parse");
+        for size in [1, 40] {
+            let (chunked, st2) =
+                pipeline(format.as_mut(), &bytes, cutoff, size).expect("parse in chunks");
+            assert_eq!(whole, chunked, "chunks of {size} bytes");
+            assert_eq!(format!("{:?}", st.counts), format!("{:?}", st2.counts));
+            assert_eq!(
+                format!("{:?}", st.quarantine),
+                format!("{:?}", st2.quarantine),
+                "chunks of {size} bytes"
+            );
         }
-        format.finish(&mut staging).expect("finish");
-        let names = staging.file_names.clone();
-        let batches = staging
-            .tables
-            .iter_mut()
-            .map(|t| t.finish(&names).expect("finish table").0)
-            .collect();
-        assert!(staging.counts.balanced(), "{:?}", staging.counts);
-        (batches, staging)
+        (whole, st)
     }
 
     /// A column of a batch as text values (NULL as "∅").
@@ -224,34 +320,25 @@ mod robustness {
         (SourceKind::Consents, "contact,channel,status,updated_at\n"),
     ];
 
-    fn parse_any(kind: SourceKind, bytes: &[u8]) {
+    fn parse_any(kind: SourceKind, bytes: &[u8], chunk_bytes: usize) {
         let mut format = format_for(kind, opts());
-        let mut staging = Staging::new(format.tables(), NO_CUTOFF, MSK);
-        let text = crate::text::decode(bytes, crmflow_core::config::TextEncoding::Auto);
-        let file = staging.add_file("fuzz", bytes.len() as u64);
-        // A wrong file is an error, never a panic.
-        let _ = format.parse(file, "fuzz", &text, &mut staging);
-        let _ = format.finish(&mut staging);
-        let names = staging.file_names.clone();
-        for t in &mut staging.tables {
-            t.finish(&names).expect("tables stay consistent");
-        }
-        assert!(staging.counts.balanced(), "{:?}", staging.counts);
+        // A wrong file is an error, never a panic; the counts always balance.
+        let _ = pipeline(format.as_mut(), &[bytes], NO_CUTOFF, chunk_bytes);
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         #[test]
-        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400), chunk in 1usize..64) {
             for (kind, _) in HEADERS {
-                parse_any(*kind, &bytes);
+                parse_any(*kind, &bytes, chunk);
             }
         }
 
         #[test]
-        fn random_rows_behind_a_valid_header_never_panic(body in "[ -~\t\n;,\"'\\[\\]0-9/:.@+-]{0,300}") {
+        fn random_rows_behind_a_valid_header_never_panic(body in "[ -~\t\n;,\"'\\[\\]0-9/:.@+-]{0,300}", chunk in 1usize..64) {
             for (kind, header) in HEADERS {
-                parse_any(*kind, format!("{header}{body}").as_bytes());
+                parse_any(*kind, format!("{header}{body}").as_bytes(), chunk);
             }
         }
     }

@@ -18,12 +18,15 @@ use arrow::datatypes::{DataType, Field, Schema};
 use crmflow_core::normalize::{boolean, decimal, integer, text, timestamp_micros};
 
 use super::{Format, ParseOptions, each_record, email_checked};
+use crate::chunks::{Chunk, Framing};
 use crate::error::Result;
 use crate::stage::{Reason, Staging, TableStage, ts_type};
 use crate::text::{DelimitedOptions, Header, Record};
 
 pub struct Shopify {
-    pub opts: ParseOptions,
+    opts: ParseOptions,
+    /// The order being read; it may continue in the next chunk of the file.
+    block: Option<Block>,
 }
 
 pub fn orders_schema() -> Arc<Schema> {
@@ -70,8 +73,9 @@ pub fn items_schema() -> Arc<Schema> {
 struct Block {
     name: String,
     key: Option<String>,
+    /// The occurrence of the key this order's rows belong to.
+    occurrence: u64,
     state: BlockState,
-    staged: Vec<(u8, u32)>,
     rows: u64,
 }
 
@@ -89,11 +93,23 @@ pub fn order_key(name: &str) -> Option<String> {
 }
 
 impl Shopify {
+    fn delimited(opts: ParseOptions) -> DelimitedOptions {
+        DelimitedOptions {
+            delimiter: opts.delimiter,
+            quoting: true,
+            skip_lines: 0,
+        }
+    }
+
+    pub fn new(opts: ParseOptions) -> Self {
+        Shopify { opts, block: None }
+    }
+
     fn close(block: Option<Block>, staging: &mut Staging) {
         if let Some(b) = block
             && let BlockState::Open { .. } = b.state
         {
-            staging.loaded(b.key, b.staged, b.rows);
+            staging.loaded(b.rows);
         }
     }
 
@@ -104,8 +120,8 @@ impl Shopify {
         let mut block = Block {
             name: name.clone(),
             key: order_key(&name),
+            occurrence: staging.occurrence(),
             state: BlockState::Quarantined,
-            staged: vec![],
             rows: 0,
         };
         let Some(key) = block.key.clone() else {
@@ -151,8 +167,8 @@ impl Shopify {
         let email = email_checked(staging, get("Email"));
         let t = |c: &str| text(get(c));
         let ts = |c: &str| timestamp_micros(get(c), tz);
-        let row = staging.tables[1]
-            .row(date, file, rec.line)
+        staging.tables[1]
+            .row(date, file, rec.line, Some((&key, block.occurrence)))
             .str(Some(&key))
             .str(Some(&name))
             .str(email.as_deref())
@@ -175,7 +191,6 @@ impl Shopify {
             .str(t("Tags"))
             .str(t("Source"))
             .end();
-        block.staged.push((1, row));
         block.state = BlockState::Open { created_at, date };
         block
     }
@@ -185,8 +200,13 @@ impl Shopify {
             BlockState::Open { created_at, date } => {
                 let get = |c: &str| rec.get(h.col(c));
                 block.rows += 1;
-                let row = staging.tables[0]
-                    .row(date, file, rec.line)
+                staging.tables[0]
+                    .row(
+                        date,
+                        file,
+                        rec.line,
+                        block.key.as_deref().map(|k| (k, block.occurrence)),
+                    )
                     .str(block.key.as_deref())
                     .i64(Some(block.rows as i64))
                     .str(text(get("Lineitem sku")))
@@ -195,7 +215,6 @@ impl Shopify {
                     .f64(decimal(get("Lineitem price")))
                     .ts(Some(created_at))
                     .end();
-                block.staged.push((0, row));
             }
             BlockState::AfterCutoff => staging.counts.rows_after_cutoff += 1,
             // The order's first row was quarantined: its other rows are orphans.
@@ -222,20 +241,21 @@ impl Format for Shopify {
         ]
     }
 
-    fn parse(&mut self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
-        let opts = DelimitedOptions {
-            delimiter: self.opts.delimiter,
-            quoting: true,
-            skip_lines: 0,
-        };
-        let mut block: Option<Block> = None;
+    fn framing(&self, _head: &str) -> Framing {
+        Self::delimited(self.opts).into()
+    }
+
+    fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
+        let file = chunk.file;
+        if chunk.first {
+            Self::close(self.block.take(), staging);
+        }
+        let mut block = self.block.take();
         each_record(
             "Shopify orders",
-            name,
-            body,
-            opts,
+            chunk,
+            Self::delimited(self.opts),
             &["Name", "Created at"],
-            file,
             staging,
             |rec, h, staging| {
                 let row_name = rec.get(h.col("Name")).trim();
@@ -253,7 +273,11 @@ impl Format for Shopify {
                 }
             },
         )?;
-        Self::close(block, staging);
+        if chunk.last {
+            Self::close(block, staging);
+        } else {
+            self.block = block;
+        }
         Ok(())
     }
 }
@@ -275,7 +299,7 @@ mod tests {
              #1002,,,,,,,,1,Spoon,5,SKU-2,,,,\n\
              #1003,c@x.ru,refunded,,no,RUB,50,2026-11-20 15:00:00 +0300,1,Mug,50,SKU-1,,,,50\n"
         );
-        let (b, st) = run(Box::new(Shopify { opts: opts() }), &[&csv], NO_CUTOFF);
+        let (b, st) = run(Box::new(Shopify::new(opts())), &[&csv], NO_CUTOFF);
         let (items, orders) = (&b[0], &b[1]);
         assert_eq!(col(orders, "order_key"), ["1001", "1003"]);
         assert_eq!(col(orders, "email"), ["anna@example.com", "c@x.ru"]);
@@ -306,7 +330,7 @@ mod tests {
         let f2 = format!(
             "{HEADER}\n#7,a@b.ru,refunded,,yes,RUB,30,2026-11-20 10:00:00 +0300,1,A,10,A,,,,30\n"
         );
-        let (b, st) = run(Box::new(Shopify { opts: opts() }), &[&f1, &f2], NO_CUTOFF);
+        let (b, st) = run(Box::new(Shopify::new(opts())), &[&f1, &f2], NO_CUTOFF);
         assert_eq!(col(&b[1], "financial_status"), ["refunded"]);
         assert_eq!(col(&b[0], "sku"), ["A"]);
         assert_eq!(st.counts.duplicates_collapsed, 2);
@@ -322,7 +346,7 @@ mod tests {
             chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
             MSK,
         );
-        let (b, st) = run(Box::new(Shopify { opts: opts() }), &[&csv], cutoff);
+        let (b, st) = run(Box::new(Shopify::new(opts())), &[&csv], cutoff);
         assert_eq!(b[1].num_rows(), 0);
         assert_eq!(st.counts.rows_after_cutoff, 2);
     }

@@ -19,6 +19,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use crmflow_core::normalize::{date, date32, decimal, integer, start_of_day_micros, text};
 
 use super::{Format, ParseOptions, each_record};
+use crate::chunks::{Chunk, Framing};
 use crate::error::Result;
 use crate::stage::{Reason, Staging, TableStage};
 use crate::text::DelimitedOptions;
@@ -135,39 +136,56 @@ impl Spend {
     }
 }
 
+impl Spend {
+    /// A Direct report may open with a title line: the header is the line with the date column.
+    fn delimited(&self, head: &str) -> DelimitedOptions {
+        let first = head.lines().next().unwrap_or("");
+        let skip_lines =
+            usize::from(self.tsv && !first.split('\t').any(|c| c.trim() == self.cols.date));
+        DelimitedOptions {
+            delimiter: self.opts.delimiter.or(self.tsv.then_some(b'\t')),
+            quoting: !self.tsv,
+            skip_lines,
+        }
+    }
+}
+
 impl Format for Spend {
     fn tables(&self) -> Vec<TableStage> {
         vec![TableStage::new("ad_spend", schema())]
     }
 
-    fn parse(&mut self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
-        // A Direct report may open with a title line: the header is the line with the date column.
-        let first = body.lines().next().unwrap_or("");
-        let skip_lines =
-            usize::from(self.tsv && !first.split('\t').any(|c| c.trim() == self.cols.date));
-        let opts = DelimitedOptions {
-            delimiter: self.opts.delimiter.or(self.tsv.then_some(b'\t')),
-            quoting: !self.tsv,
-            skip_lines,
-        };
+    fn framing(&self, head: &str) -> Framing {
+        self.delimited(head).into()
+    }
+
+    fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
+        let (file, body) = (chunk.file, chunk.text);
+        let opts = self.delimited(body);
         let c = &self.cols;
         let mut required = vec![c.date, c.campaign, c.cost];
         required.extend(c.source);
         required.extend(c.medium);
         let tz = self.opts.tz;
         let (fixed, platform, micros) = (self.fixed_source, self.platform, self.micros);
-        // The footer `Total rows: N` has one field; it is not a row.
+        // The footer `Total rows: N` (last chunk) has one field; it is not a row.
         let body = match body.trim_end().rsplit_once('\n') {
-            Some((head, last)) if self.tsv && last.trim_start().starts_with("Total rows") => head,
+            Some((head, last))
+                if chunk.last && self.tsv && last.trim_start().starts_with("Total rows") =>
+            {
+                head
+            }
             _ => body,
+        };
+        let chunk = Chunk {
+            text: body,
+            ..*chunk
         };
         each_record(
             self.kind,
-            name,
-            body,
+            &chunk,
             opts,
             &required,
-            file,
             staging,
             |rec, h, staging| {
                 let get = |col: &str| rec.get(h.col(col));
@@ -207,8 +225,9 @@ impl Format for Spend {
                 };
                 let cost = decimal(get(c.cost)).map(|v| if micros { v / 1_000_000.0 } else { v });
                 let key = format!("{day}\u{1f}{}", key_parts.join("\u{1f}"));
-                let row = staging.tables[0]
-                    .row(date32(day), file, rec.line)
+                let occurrence = staging.occurrence();
+                staging.tables[0]
+                    .row(date32(day), file, rec.line, Some((&key, occurrence)))
                     .date(Some(date32(day)))
                     .str(Some(platform))
                     .str(source)
@@ -220,7 +239,7 @@ impl Format for Spend {
                     .f64(cost)
                     .str(text(get(c.currency)))
                     .end();
-                staging.loaded(Some(key), vec![(0, row)], 1);
+                staging.loaded(1);
             },
         )
     }

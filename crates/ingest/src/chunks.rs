@@ -1,0 +1,517 @@
+//! Reading an export as a sequence of chunks of whole records, so that a file of any
+//! size is parsed with bounded memory. A chunk is about [`CHUNK_BYTES`] long and ends
+//! on a record boundary (outside CSV quotes); every chunk but the first starts with the
+//! file's header lines again, and carries the shift from its own line numbers to the
+//! file's, so formats parse a chunk exactly like a small file.
+//!
+//! Encoding: `auto` is decided on the first chunk (valid UTF-8: UTF-8, else
+//! Windows-1251); a UTF-8 BOM at the start is removed.
+
+use bytes::Bytes;
+use crmflow_core::config::TextEncoding;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use crate::error::{IngestError, Result};
+use crate::text::detect_delimiter;
+
+/// Target chunk size in bytes.
+pub const CHUNK_BYTES: usize = 8 << 20;
+/// A record longer than this is cut at a line end anyway (the parser then reports it).
+const MAX_RECORD_BYTES: usize = 64 << 20;
+
+/// How a file splits into records (decided by the format on the file's first bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Framing {
+    /// A document parsed whole (a JSON array or object).
+    Whole,
+    /// One record per line (NDJSON).
+    Lines,
+    /// Delimited text: `skip_lines` title lines, the header, then records, quoted as
+    /// in CSV when `quoting`.
+    Delimited {
+        delimiter: Option<u8>,
+        quoting: bool,
+        skip_lines: usize,
+    },
+}
+
+/// A piece of a file to parse.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk<'a> {
+    /// Index of the file in the staging area.
+    pub file: u32,
+    /// How messages name the file.
+    pub name: &'a str,
+    /// Whole records; for delimited files, every chunk starts with the header lines.
+    pub text: &'a str,
+    /// Added to a line number of `text` gives the line number in the file.
+    pub line_shift: u64,
+    /// Whether this is the file's first chunk (the header belongs to the file here).
+    pub first: bool,
+    /// Whether this is the file's last chunk.
+    pub last: bool,
+}
+
+impl<'a> Chunk<'a> {
+    /// A whole file as one chunk (tests and small documents).
+    pub fn whole(file: u32, name: &'a str, text: &'a str) -> Self {
+        Chunk {
+            file,
+            name,
+            text,
+            line_shift: 0,
+            first: true,
+            last: true,
+        }
+    }
+}
+
+/// An owned chunk as read.
+#[derive(Debug)]
+pub struct ChunkText {
+    pub text: String,
+    pub line_shift: u64,
+    pub first: bool,
+    pub last: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decoding {
+    Utf8,
+    Windows1251,
+}
+
+/// Reads a byte stream as chunks of whole records.
+pub struct ChunkReader {
+    name: String,
+    stream: BoxStream<'static, Result<Bytes>>,
+    encoding: TextEncoding,
+    decoding: Option<Decoding>,
+    framing: Option<Framing>,
+    /// Delimiter used to find record ends of quoted delimited files.
+    delimiter: u8,
+    pending: Vec<u8>,
+    eof: bool,
+    /// Header text repeated in front of every chunk but the first, and its line count.
+    prefix: String,
+    prefix_lines: u64,
+    /// Physical lines of the file before `pending`.
+    lines_before: u64,
+    chunks: u64,
+    chunk_bytes: usize,
+}
+
+impl ChunkReader {
+    pub fn new(
+        name: &str,
+        stream: BoxStream<'static, Result<Bytes>>,
+        encoding: TextEncoding,
+    ) -> Self {
+        Self::with_chunk_bytes(name, stream, encoding, CHUNK_BYTES)
+    }
+
+    /// A reader with another target chunk size (tests use tiny chunks).
+    pub fn with_chunk_bytes(
+        name: &str,
+        stream: BoxStream<'static, Result<Bytes>>,
+        encoding: TextEncoding,
+        chunk_bytes: usize,
+    ) -> Self {
+        ChunkReader {
+            name: name.to_string(),
+            stream,
+            encoding,
+            decoding: None,
+            framing: None,
+            delimiter: b',',
+            pending: vec![],
+            eof: false,
+            prefix: String::new(),
+            prefix_lines: 0,
+            lines_before: 0,
+            chunks: 0,
+            chunk_bytes: chunk_bytes.max(1),
+        }
+    }
+
+    async fn fill(&mut self, at_least: usize) -> Result<()> {
+        while !self.eof && self.pending.len() < at_least {
+            match self.stream.next().await {
+                Some(bytes) => self.pending.extend_from_slice(&bytes?),
+                None => self.eof = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// The next chunk, or `None` at the end of the file. `framing` is asked once, with
+    /// the decoded start of the file.
+    pub async fn next_chunk(
+        &mut self,
+        framing: impl FnOnce(&str) -> Framing,
+    ) -> Result<Option<ChunkText>> {
+        let first = self.chunks == 0;
+        // The first read is large enough for the format to see the header.
+        self.fill(if first {
+            self.chunk_bytes.max(64 << 10)
+        } else {
+            self.chunk_bytes
+        })
+        .await?;
+        if first {
+            if self.pending.starts_with(b"\xEF\xBB\xBF") {
+                self.pending.drain(..3);
+            }
+            let decoding = match self.encoding {
+                TextEncoding::Windows1251 => Decoding::Windows1251,
+                TextEncoding::Utf8 => Decoding::Utf8,
+                TextEncoding::Auto => match std::str::from_utf8(&self.pending) {
+                    Ok(_) => Decoding::Utf8,
+                    // Only an incomplete character at the end of the buffer.
+                    Err(e) if e.error_len().is_none() => Decoding::Utf8,
+                    Err(_) => Decoding::Windows1251,
+                },
+            };
+            self.decoding = Some(decoding);
+            let head_len = self.pending.len().min(64 << 10);
+            let head = decode(self.pending[..head_len].to_vec(), decoding);
+            let chosen = framing(&head);
+            if let Framing::Delimited {
+                delimiter,
+                skip_lines,
+                ..
+            } = &chosen
+            {
+                let header_line = head.split('\n').nth(*skip_lines).unwrap_or("");
+                self.delimiter = delimiter.unwrap_or_else(|| detect_delimiter(header_line));
+            }
+            if chosen == Framing::Whole {
+                self.fill(usize::MAX).await?;
+            }
+            self.framing = Some(chosen);
+        }
+        if self.pending.is_empty() && self.eof {
+            return Ok(None);
+        }
+        // The first chunk holds at least the whole header, so it can be repeated.
+        let mut header_len = 0;
+        if let (
+            true,
+            Some(Framing::Delimited {
+                quoting,
+                skip_lines,
+                ..
+            }),
+        ) = (first, self.framing.clone())
+        {
+            header_len = loop {
+                match header_end(&self.pending, skip_lines, quoting, self.delimiter) {
+                    Some(end) => break end,
+                    None if self.eof || self.pending.len() >= MAX_RECORD_BYTES => {
+                        break self.pending.len();
+                    }
+                    None => {
+                        let want = self.pending.len() * 2;
+                        self.fill(want).await?;
+                    }
+                }
+            };
+        }
+        let mut window = match self.framing {
+            Some(Framing::Whole) => usize::MAX,
+            _ => self.chunk_bytes.max(header_len),
+        };
+        let cut = loop {
+            self.fill(window).await?;
+            if self.eof && self.pending.len() <= window {
+                break self.pending.len();
+            }
+            let scan = &self.pending[header_len..window.min(self.pending.len())];
+            let found = match &self.framing {
+                Some(Framing::Delimited { quoting: true, .. }) => {
+                    last_record_end(scan, self.delimiter)
+                }
+                _ => memrchr_newline(scan),
+            };
+            match found.map(|end| header_len + end) {
+                Some(end) => break end,
+                None if header_len > 0 => break header_len,
+                None if window >= MAX_RECORD_BYTES => {
+                    let scan = &self.pending[..window.min(self.pending.len())];
+                    break memrchr_newline(scan).unwrap_or(scan.len());
+                }
+                None => window = window.saturating_mul(2),
+            }
+        };
+        let rest = self.pending.split_off(cut);
+        let bytes = std::mem::replace(&mut self.pending, rest);
+        if self.pending.is_empty() {
+            // Is this the last chunk?
+            self.fill(1).await?;
+        }
+        let lines_in_chunk = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        let body = decode(bytes, self.decoding.unwrap_or(Decoding::Utf8));
+        self.chunks += 1;
+        let last = self.eof && self.pending.is_empty();
+        let chunk = if first {
+            if let Some(Framing::Delimited {
+                quoting,
+                skip_lines,
+                ..
+            }) = &self.framing
+            {
+                let end = header_end(body.as_bytes(), *skip_lines, *quoting, self.delimiter)
+                    .unwrap_or(body.len());
+                self.prefix = body[..end].to_string();
+                if !self.prefix.ends_with('\n') {
+                    self.prefix.push('\n');
+                }
+                self.prefix_lines = self.prefix.matches('\n').count() as u64;
+            }
+            ChunkText {
+                text: body,
+                line_shift: 0,
+                first: true,
+                last,
+            }
+        } else {
+            let mut text = String::with_capacity(self.prefix.len() + body.len());
+            text.push_str(&self.prefix);
+            text.push_str(&body);
+            ChunkText {
+                text,
+                line_shift: self.lines_before - self.prefix_lines,
+                first: false,
+                last,
+            }
+        };
+        self.lines_before += lines_in_chunk;
+        tracing::trace!(file = %self.name, chunk = self.chunks, bytes = chunk.text.len(), "chunk");
+        Ok(Some(chunk))
+    }
+}
+
+fn decode(bytes: Vec<u8>, decoding: Decoding) -> String {
+    match decoding {
+        Decoding::Utf8 => String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        Decoding::Windows1251 => encoding_rs::WINDOWS_1251
+            .decode_without_bom_handling(&bytes)
+            .0
+            .into_owned(),
+    }
+}
+
+/// The position after the last `\n`.
+fn memrchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().rposition(|b| *b == b'\n').map(|i| i + 1)
+}
+
+/// CSV field states, as the `csv` crate reads them: a quote opens a quoted field only
+/// at the start of a field; `""` inside one is an escaped quote.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
+}
+
+fn step(state: State, b: u8, delimiter: u8) -> (State, bool) {
+    match (state, b) {
+        (State::Quoted, b'"') => (State::QuoteInQuoted, false),
+        (State::Quoted, _) => (State::Quoted, false),
+        (State::QuoteInQuoted, b'"') => (State::Quoted, false),
+        (State::FieldStart, b'"') => (State::Quoted, false),
+        (_, b'\n') => (State::FieldStart, true),
+        (_, d) if d == delimiter => (State::FieldStart, false),
+        _ => (State::Unquoted, false),
+    }
+}
+
+/// The position after the last record end (`\n` outside quotes) of quoted delimited
+/// bytes that start on a record boundary.
+fn last_record_end(bytes: &[u8], delimiter: u8) -> Option<usize> {
+    let mut state = State::FieldStart;
+    let mut last = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        let (next, ends) = step(state, b, delimiter);
+        state = next;
+        if ends {
+            last = Some(i + 1);
+        }
+    }
+    last
+}
+
+/// The length of the title lines and the header record at the start of a file, or
+/// `None` while the bytes end before the header does.
+fn header_end(bytes: &[u8], skip_lines: usize, quoting: bool, delimiter: u8) -> Option<usize> {
+    let mut pos = 0;
+    for _ in 0..skip_lines {
+        pos += bytes[pos..].iter().position(|b| *b == b'\n')? + 1;
+    }
+    if !quoting {
+        return bytes[pos..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map(|i| pos + i + 1);
+    }
+    let mut state = State::FieldStart;
+    for (i, &b) in bytes[pos..].iter().enumerate() {
+        let (next, ends) = step(state, b, delimiter);
+        state = next;
+        if ends {
+            return Some(pos + i + 1);
+        }
+    }
+    None
+}
+
+/// A byte stream over an in-memory buffer, in pieces of `piece` bytes (tests).
+pub fn stream_of(bytes: Vec<u8>, piece: usize) -> BoxStream<'static, Result<Bytes>> {
+    let pieces: Vec<Result<Bytes>> = bytes
+        .chunks(piece.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    futures::stream::iter(pieces).boxed()
+}
+
+/// A byte stream over a local file, read in pieces of 4 MiB.
+pub fn file_stream(path: std::path::PathBuf, name: String) -> BoxStream<'static, Result<Bytes>> {
+    use std::io::Read;
+    let opened = std::fs::File::open(&path);
+    futures::stream::try_unfold(Some(opened), move |state| {
+        let name = name.clone();
+        async move {
+            let Some(opened) = state else {
+                return Ok(None);
+            };
+            let mut file = opened.map_err(|e| IngestError::Read {
+                file: name.clone(),
+                message: e.to_string(),
+            })?;
+            let mut buf = vec![0u8; 4 << 20];
+            let mut filled = 0;
+            while filled < buf.len() {
+                match file.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Err(IngestError::Read {
+                            file: name,
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+            if filled == 0 {
+                return Ok(None);
+            }
+            buf.truncate(filled);
+            Ok(Some((Bytes::from(buf), Some(Ok(file)))))
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(text: &[u8], framing: Framing, size: usize, piece: usize) -> Vec<ChunkText> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut r = ChunkReader::with_chunk_bytes(
+                "t",
+                stream_of(text.to_vec(), piece),
+                TextEncoding::Auto,
+                size,
+            );
+            let mut out = vec![];
+            while let Some(c) = r.next_chunk(|_| framing.clone()).await.expect("chunk") {
+                out.push(c);
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn csv_chunks_end_outside_quotes_and_repeat_the_header() {
+        let text = "title\na,b\n1,\"x\ny\"\n2,q\"uote\n3,\"\"\"\n\"\n4,z";
+        let framing = Framing::Delimited {
+            delimiter: None,
+            quoting: true,
+            skip_lines: 1,
+        };
+        for size in [1, 5, 12, 100] {
+            for piece in [1, 3, 1000] {
+                let cs = chunks(text.as_bytes(), framing.clone(), size, piece);
+                assert!(cs[0].first && cs.last().is_some_and(|c| c.last));
+                // Every chunk parses to whole records whose file lines are exact.
+                let mut lines = vec![];
+                for c in &cs {
+                    let opts = crate::text::DelimitedOptions {
+                        delimiter: None,
+                        quoting: true,
+                        skip_lines: 1,
+                    };
+                    let d = crate::text::Delimited::open(&c.text, opts).expect("header");
+                    assert_eq!(d.header.names, ["a", "b"]);
+                    for r in d {
+                        let r = r.expect("record");
+                        lines.push((
+                            r.line + c.line_shift,
+                            r.fields.get(1).unwrap_or("").to_string(),
+                        ));
+                    }
+                }
+                assert_eq!(
+                    lines,
+                    [
+                        (3, "x\ny".to_string()),
+                        (5, "q\"uote".to_string()),
+                        (6, "\"\n".to_string()),
+                        (8, "z".to_string())
+                    ],
+                    "size {size}, piece {piece}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lines_keep_their_numbers_and_bom_and_1251_decode() {
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend_from_slice("{\"a\":1}\n{\"a\":2}\n\n{\"a\":3}\n".as_bytes());
+        let cs = chunks(&bytes, Framing::Lines, 4, 2);
+        let mut seen = vec![];
+        for c in &cs {
+            for (i, l) in c.text.split('\n').enumerate() {
+                if !l.is_empty() {
+                    seen.push((i as u64 + 1 + c.line_shift, l.to_string()));
+                }
+            }
+        }
+        assert_eq!(seen[0], (1, "{\"a\":1}".to_string()));
+        assert_eq!(seen[2], (4, "{\"a\":3}".to_string()));
+        let cp1251 = encoding_rs::WINDOWS_1251
+            .encode("Москва\nКазань\n")
+            .0
+            .to_vec();
+        let cs = chunks(&cp1251, Framing::Lines, 3, 5);
+        let all: String = cs.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(all, "Москва\nКазань\n");
+    }
+
+    #[test]
+    fn whole_documents_are_one_chunk() {
+        let cs = chunks(b"[1,\n2,\n3]", Framing::Whole, 2, 1);
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].text, "[1,\n2,\n3]");
+    }
+}
