@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use crmflow_core::config::Job;
 use crmflow_core::lake::Lake;
@@ -213,18 +213,47 @@ pub async fn ingest(
     record: &mut RunRecord,
 ) -> Result<()> {
     let bar = crate::logging::progress(job.file.sources.len() as u64, "ingest");
-    for source in &job.file.sources {
-        if let Some(b) = &bar {
-            b.set_message(source.name.clone());
-        }
-        let counts = crmflow_ingest::ingest_source(lake, job, source, as_of)
+    // Sources are independent (own files, tables and spill): up to `parallel_sources`
+    // run at once, each a task on its own worker thread. Dropping the set on an error
+    // aborts the others; their partitions are replaced whole, so a rerun completes them.
+    // The largest sources start first, so that the last one to finish is a small one.
+    let parallel = job.file.ingest.parallelism().max(1);
+    let mut queue = Vec::with_capacity(job.file.sources.len());
+    for (index, source) in job.file.sources.iter().enumerate() {
+        let files = crmflow_ingest::list_source(job, source)
             .await
-            .map_err(|e| match e {
-                crmflow_ingest::IngestError::MissingColumns { .. } => {
-                    anyhow::Error::new(QualityGate(e.to_string()))
-                }
-                other => anyhow::Error::new(other).context(format!("source `{}`", source.name)),
-            })?;
+            .with_context(|| format!("source `{}`", source.name))?;
+        let bytes: u64 = files.iter().map(|f| f.size).sum();
+        queue.push((bytes, index, files));
+    }
+    queue.sort_by_key(|(bytes, index, _)| (std::cmp::Reverse(*bytes), *index));
+    let mut queue = queue.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    let mut done: Vec<Option<SourceCounts>> = vec![None; job.file.sources.len()];
+    loop {
+        while running.len() < parallel {
+            let Some((_, index, files)) = queue.next() else {
+                break;
+            };
+            let (job, lake) = (job.clone(), lake.clone());
+            running.spawn(async move {
+                let source = &job.file.sources[index];
+                let result =
+                    crmflow_ingest::ingest_files(&lake, &job, source, as_of, files).await;
+                (index, result)
+            });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (index, result) = joined.context("an ingest task panicked")?;
+        let source = &job.file.sources[index];
+        let counts = result.map_err(|e| match e {
+            crmflow_ingest::IngestError::MissingColumns { .. } => {
+                anyhow::Error::new(QualityGate(e.to_string()))
+            }
+            other => anyhow::Error::new(other).context(format!("source `{}`", source.name)),
+        })?;
         tracing::info!(
             source = %counts.source,
             files = counts.files,
@@ -235,14 +264,19 @@ pub async fn ingest(
             after_cutoff = counts.rows_after_cutoff,
             "source ingested"
         );
+        if let Some(b) = &bar {
+            b.set_message(source.name.clone());
+            b.inc(1);
+        }
+        done[index] = Some(counts);
+    }
+    // The run record lists sources in the job's order, whatever order they ended in.
+    for counts in done.into_iter().flatten() {
         for (table, rows) in &counts.tables {
             *record.tables.entry(format!("raw.{table}")).or_default() += rows;
         }
         record.quarantined_rows += counts.rows_quarantined;
         record.sources.push(counts);
-        if let Some(b) = &bar {
-            b.inc(1);
-        }
     }
     if let Some(b) = bar {
         b.finish_and_clear();

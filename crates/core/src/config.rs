@@ -138,12 +138,26 @@ impl Default for Vars {
 pub struct IngestSettings {
     /// A source whose quarantined share of rows read is above this fails the run (exit 3).
     pub max_quarantine_ratio: f64,
+    /// How many sources are ingested at once (each on its own core); 0 = one per core.
+    /// Memory grows with it: each source in flight holds a chunk and a spill bucket.
+    pub parallel_sources: usize,
 }
 
 impl Default for IngestSettings {
     fn default() -> Self {
         Self {
             max_quarantine_ratio: 0.01,
+            parallel_sources: 0,
+        }
+    }
+}
+
+impl IngestSettings {
+    /// The number of sources ingested at once.
+    pub fn parallelism(&self) -> usize {
+        match self.parallel_sources {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         }
     }
 }

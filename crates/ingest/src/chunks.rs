@@ -23,8 +23,10 @@ const MAX_RECORD_BYTES: usize = 64 << 20;
 /// How a file splits into records (decided by the format on the file's first bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Framing {
-    /// A document parsed whole (a JSON array or object).
-    Whole,
+    /// A JSON document whose records are a top-level array, or the array under the
+    /// `records` key of a top-level object (a page): every chunk is a JSON array of
+    /// whole records, and `line_shift` counts the records before it.
+    JsonRecords,
     /// One record per line (NDJSON).
     Lines,
     /// Delimited text: `skip_lines` title lines, the header, then records, quoted as
@@ -100,6 +102,8 @@ pub struct ChunkReader {
     lines_before: u64,
     chunks: u64,
     chunk_bytes: usize,
+    /// A JSON records array has been read to its end.
+    json_done: bool,
 }
 
 impl ChunkReader {
@@ -132,6 +136,7 @@ impl ChunkReader {
             lines_before: 0,
             chunks: 0,
             chunk_bytes: chunk_bytes.max(1),
+            json_done: false,
         }
     }
 
@@ -186,10 +191,10 @@ impl ChunkReader {
                 let header_line = head.split('\n').nth(*skip_lines).unwrap_or("");
                 self.delimiter = delimiter.unwrap_or_else(|| detect_delimiter(header_line));
             }
-            if chosen == Framing::Whole {
-                self.fill(usize::MAX).await?;
-            }
             self.framing = Some(chosen);
+        }
+        if self.framing == Some(Framing::JsonRecords) {
+            return self.next_json_chunk(first).await;
         }
         if self.pending.is_empty() && self.eof {
             return Ok(None);
@@ -218,10 +223,7 @@ impl ChunkReader {
                 }
             };
         }
-        let mut window = match self.framing {
-            Some(Framing::Whole) => usize::MAX,
-            _ => self.chunk_bytes.max(header_len),
-        };
+        let mut window = self.chunk_bytes.max(header_len);
         let cut = loop {
             self.fill(window).await?;
             if self.eof && self.pending.len() <= window {
@@ -290,6 +292,173 @@ impl ChunkReader {
         tracing::trace!(file = %self.name, chunk = self.chunks, bytes = chunk.text.len(), "chunk");
         Ok(Some(chunk))
     }
+}
+
+impl ChunkReader {
+    fn format_error(&self, message: String) -> IngestError {
+        IngestError::Format {
+            file: self.name.clone(),
+            message,
+        }
+    }
+
+    /// The next chunk of a [`Framing::JsonRecords`] document: `[` + whole records + `]`.
+    async fn next_json_chunk(&mut self, first: bool) -> Result<Option<ChunkText>> {
+        if first {
+            let start = loop {
+                match json_records_start(&self.pending) {
+                    Some(start) => break start,
+                    None if self.eof || self.pending.len() >= MAX_RECORD_BYTES => {
+                        return Err(self.format_error(
+                            "expected a JSON array of records or a page object with a `records` \
+                             array"
+                                .into(),
+                        ));
+                    }
+                    None => {
+                        let want = self.pending.len() * 2;
+                        self.fill(want).await?;
+                    }
+                }
+            };
+            self.pending.drain(..start);
+        }
+        if self.json_done {
+            return Ok(None);
+        }
+        let mut window = self.chunk_bytes;
+        let (cut, records, end) = loop {
+            self.fill(window).await?;
+            let scan = &self.pending[..window.min(self.pending.len())];
+            let found = json_records_cut(scan);
+            match found {
+                (Some(cut), records, end) if end || window >= MAX_RECORD_BYTES || records > 0 => {
+                    break (cut, records, end);
+                }
+                _ if self.eof && self.pending.len() <= window => {
+                    return Err(self.format_error(format!(
+                        "the JSON document ends inside its records array (after record {}); \
+                         the export is truncated: download it again",
+                        self.lines_before
+                    )));
+                }
+                _ if window >= MAX_RECORD_BYTES => {
+                    return Err(self.format_error(format!(
+                        "record {} is longer than {} MiB",
+                        self.lines_before + 1,
+                        MAX_RECORD_BYTES >> 20
+                    )));
+                }
+                _ => window = window.saturating_mul(2),
+            }
+        };
+        let rest = self.pending.split_off(cut + 1);
+        let mut bytes = std::mem::replace(&mut self.pending, rest);
+        bytes.pop(); // the `,` or `]` after the last record
+        let mut text = String::with_capacity(bytes.len() + 2);
+        text.push('[');
+        text.push_str(&decode(bytes, self.decoding.unwrap_or(Decoding::Utf8)));
+        text.push(']');
+        if end {
+            self.json_done = true;
+        } else if self.pending.is_empty() {
+            self.fill(1).await?;
+        }
+        self.chunks += 1;
+        let chunk = ChunkText {
+            text,
+            line_shift: self.lines_before,
+            first,
+            last: self.json_done,
+        };
+        self.lines_before += records;
+        Ok(Some(chunk))
+    }
+}
+
+/// JSON scanning state: nesting depth below the records array, inside a string, after
+/// a backslash in a string.
+#[derive(Default)]
+struct JsonScan {
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl JsonScan {
+    /// Advances over `b`; returns whether `b` is structural (outside strings).
+    fn step(&mut self, b: u8) -> bool {
+        if self.in_string {
+            match (self.escaped, b) {
+                (true, _) => self.escaped = false,
+                (false, b'\\') => self.escaped = true,
+                (false, b'"') => self.in_string = false,
+                _ => {}
+            }
+            return false;
+        }
+        match b {
+            b'"' => self.in_string = true,
+            b'[' | b'{' => self.depth += 1,
+            b']' | b'}' => self.depth = self.depth.saturating_sub(1),
+            _ => {}
+        }
+        true
+    }
+}
+
+/// Where the records start in a JSON document: after its opening `[`, or after the `[`
+/// of the `records` value of its top-level object. `None`: not (yet) found.
+fn json_records_start(bytes: &[u8]) -> Option<usize> {
+    let first = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
+    match bytes[first] {
+        b'[' => return Some(first + 1),
+        b'{' => {}
+        _ => return None,
+    }
+    let mut scan = JsonScan::default();
+    let mut key_start = 0;
+    let mut last_key: &[u8] = b"";
+    for (i, &b) in bytes.iter().enumerate().skip(first) {
+        let depth = scan.depth;
+        let was_string = scan.in_string;
+        let structural = scan.step(b);
+        if depth == 1 && !was_string && scan.in_string {
+            key_start = i + 1;
+        } else if depth == 1 && was_string && !scan.in_string {
+            last_key = &bytes[key_start..i];
+        } else if structural && depth == 1 && b == b'[' && last_key == b"records" {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// In bytes that start inside a records array on a record boundary: the position of
+/// the last `,` between records (or of the closing `]`), the number of records before
+/// it, and whether it is the closing `]`.
+fn json_records_cut(bytes: &[u8]) -> (Option<usize>, u64, bool) {
+    let mut scan = JsonScan::default();
+    let mut cut = None;
+    let mut records = 0;
+    let mut content = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        let depth = scan.depth;
+        let structural = scan.step(b);
+        if structural && depth == 0 && b == b',' {
+            cut = Some(i);
+            records += 1;
+            content = false;
+        } else if structural && depth == 0 && b == b']' {
+            if content {
+                records += 1;
+            }
+            return (Some(i), records, true);
+        } else if !b.is_ascii_whitespace() {
+            content = true;
+        }
+    }
+    (cut, records, false)
 }
 
 fn decode(bytes: Vec<u8>, decoding: Decoding) -> String {
@@ -509,9 +678,52 @@ mod tests {
     }
 
     #[test]
-    fn whole_documents_are_one_chunk() {
-        let cs = chunks(b"[1,\n2,\n3]", Framing::Whole, 2, 1);
-        assert_eq!(cs.len(), 1);
-        assert_eq!(cs[0].text, "[1,\n2,\n3]");
+    fn json_records_split_between_records_of_an_array_or_a_page() {
+        let page = r#" {"page": 1, "note": "records", "x": {"records": [9]},
+            "records": [{"a": "],\"{"}, [1, 2], 3 , {"b": {"c": [4]}}], "after": [5]}"#;
+        for size in [1, 7, 1000] {
+            for doc in [page, r#"[{"a": "],\"{"}, [1, 2], 3 , {"b": {"c": [4]}}]"#] {
+                let cs = chunks(doc.as_bytes(), Framing::JsonRecords, size, 3);
+                assert!(cs[0].first && cs.last().is_some_and(|c| c.last));
+                let mut seen = vec![];
+                for c in &cs {
+                    let records: Vec<serde_json::Value> =
+                        serde_json::from_str(&c.text).expect("a JSON array");
+                    for (i, r) in records.iter().enumerate() {
+                        seen.push((i as u64 + 1 + c.line_shift, r.to_string()));
+                    }
+                }
+                let want = [r#"{"a":"],\"{"}"#, "[1,2]", "3", r#"{"b":{"c":[4]}}"#];
+                let want: Vec<_> = (1..).zip(want.iter().map(|s| s.to_string())).collect();
+                assert_eq!(seen, want, "size {size}");
+            }
+        }
+        let empty = chunks(br#"{"records": []}"#, Framing::JsonRecords, 4, 1);
+        assert_eq!(empty.iter().map(|c| c.text.as_str()).collect::<String>(), "[]");
+    }
+
+    #[test]
+    fn truncated_or_recordless_json_is_an_error_naming_the_file() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        for (doc, wanted) in [
+            (&br#"[{"a": 1}, {"b": "#[..], "truncated"),
+            (&br#"{"page": 1}"#[..], "records"),
+            (&b"callId;date"[..], "records"),
+        ] {
+            let err = rt.block_on(async {
+                let mut r = ChunkReader::new("calls.json", stream_of(doc.to_vec(), 4), TextEncoding::Auto);
+                loop {
+                    match r.next_chunk(|_| Framing::JsonRecords).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => return None,
+                        Err(e) => return Some(e.to_string()),
+                    }
+                }
+            });
+            let err = err.expect("an error");
+            assert!(err.contains("calls.json") && err.contains(wanted), "{err}");
+        }
     }
 }

@@ -38,8 +38,24 @@ pub async fn ingest_source(
     source: &SourceConfig,
     as_of: NaiveDate,
 ) -> Result<SourceCounts> {
+    let files = list_source(job, source).await?;
+    ingest_files(lake, job, source, as_of, files).await
+}
+
+/// The input files of a source (its location: a path, a glob or an object-store URL).
+pub async fn list_source(job: &Job, source: &SourceConfig) -> Result<Vec<inputs::InputFile>> {
     let location = job.source_location(source);
-    let files = inputs::list_inputs(&location, &source.storage_options).await?;
+    inputs::list_inputs(&location, &source.storage_options).await
+}
+
+/// [`ingest_source`] over files already listed with [`list_source`].
+pub async fn ingest_files(
+    lake: &Lake,
+    job: &Job,
+    source: &SourceConfig,
+    as_of: NaiveDate,
+    files: Vec<inputs::InputFile>,
+) -> Result<SourceCounts> {
     let opts = ParseOptions {
         tz: job.source_tz(source),
         delimiter: source.delimiter.and_then(|c| u8::try_from(c).ok()),

@@ -21,7 +21,7 @@ use crate::stage::{INTERNAL_COLUMNS, TableStage, staged_schema};
 
 /// Input bytes per bucket: a bucket holds about this much text once staged, and the
 /// dedup step holds one bucket in memory at a time.
-pub const BUCKET_INPUT_BYTES: u64 = 96 << 20;
+pub const BUCKET_INPUT_BYTES: u64 = 48 << 20;
 /// At most this many buckets (open spill files per table).
 const MAX_BUCKETS: u64 = 512;
 

@@ -142,36 +142,19 @@ impl Calltouch {
         staging.loaded(1);
     }
 
-    fn parse_json(&self, file: u32, name: &str, body: &str, staging: &mut Staging) -> Result<()> {
-        let doc: Value = serde_json::from_str(body).map_err(|e| IngestError::Format {
-            file: name.to_string(),
-            message: format!(
-                "not a valid Calltouch JSON document (line {}, column {}): {e}",
-                e.line(),
-                e.column()
-            ),
-        })?;
-        let records = match doc {
-            Value::Array(items) => items,
-            Value::Object(mut page) => match page.remove("records") {
-                Some(Value::Array(items)) => items,
-                _ => {
-                    return Err(IngestError::Format {
-                        file: name.to_string(),
-                        message: "a Calltouch page object needs a `records` array".into(),
-                    });
-                }
-            },
-            _ => {
-                return Err(IngestError::Format {
-                    file: name.to_string(),
-                    message: "expected a JSON array of calls or a page object with `records`"
-                        .into(),
-                });
-            }
-        };
+    /// A chunk of a JSON array or page: a JSON array of whole call records.
+    fn parse_json(&self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
+        let records: Vec<Value> =
+            serde_json::from_str(chunk.text).map_err(|e| IngestError::Format {
+                file: chunk.name.to_string(),
+                message: format!(
+                    "not valid JSON in records {} and after: {e}",
+                    chunk.line_shift + 1
+                ),
+            })?;
+        let file = chunk.file;
         for (i, record) in records.iter().enumerate() {
-            let line = i as u64 + 1;
+            let line = i as u64 + 1 + chunk.line_shift;
             let Value::Object(fields) = record else {
                 staging.quarantine(
                     file,
@@ -204,16 +187,15 @@ impl Format for Calltouch {
 
     fn framing(&self, head: &str) -> Framing {
         match head.trim_start().as_bytes().first() {
-            Some(b'[' | b'{') => Framing::Whole,
+            Some(b'[' | b'{') => Framing::JsonRecords,
             _ => self.delimited().into(),
         }
     }
 
     fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
         match chunk.text.trim_start().as_bytes().first() {
-            Some(b'[' | b'{') if chunk.first => {
-                self.parse_json(chunk.file, chunk.name, chunk.text, staging)
-            }
+            // JSON chunks are arrays of whole records (`Framing::JsonRecords`).
+            Some(b'[') => self.parse_json(chunk, staging),
             None => Ok(()),
             Some(_) => each_record(
                 "Calltouch",

@@ -37,7 +37,7 @@ pub struct ParseOptions {
 }
 
 /// An export format: its tables and how to parse a file into them, chunk by chunk.
-pub trait Format: Send {
+pub trait Format: Send + Sync {
     /// The canonical tables this format writes; the first one holds one row per source row.
     fn tables(&self) -> Vec<TableStage>;
     /// How a file splits into records, judged from its decoded first bytes.
