@@ -238,8 +238,7 @@ pub async fn ingest(
             let (job, lake) = (job.clone(), lake.clone());
             running.spawn(async move {
                 let source = &job.file.sources[index];
-                let result =
-                    crmflow_ingest::ingest_files(&lake, &job, source, as_of, files).await;
+                let result = crmflow_ingest::ingest_files(&lake, &job, source, as_of, files).await;
                 (index, result)
             });
         }

@@ -699,7 +699,10 @@ mod tests {
             }
         }
         let empty = chunks(br#"{"records": []}"#, Framing::JsonRecords, 4, 1);
-        assert_eq!(empty.iter().map(|c| c.text.as_str()).collect::<String>(), "[]");
+        assert_eq!(
+            empty.iter().map(|c| c.text.as_str()).collect::<String>(),
+            "[]"
+        );
     }
 
     #[test]
@@ -713,7 +716,8 @@ mod tests {
             (&b"callId;date"[..], "records"),
         ] {
             let err = rt.block_on(async {
-                let mut r = ChunkReader::new("calls.json", stream_of(doc.to_vec(), 4), TextEncoding::Auto);
+                let mut r =
+                    ChunkReader::new("calls.json", stream_of(doc.to_vec(), 4), TextEncoding::Auto);
                 loop {
                     match r.next_chunk(|_| Framing::JsonRecords).await {
                         Ok(Some(_)) => {}

@@ -11,6 +11,7 @@ pub mod chunks;
 pub mod error;
 pub mod formats;
 pub mod inputs;
+pub mod memory;
 pub mod spill;
 pub mod stage;
 pub mod text;
@@ -83,7 +84,7 @@ pub async fn ingest_files(
     }
     let mut counts = std::mem::take(&mut staging.counts);
     let buckets = spill.buckets();
-    let mut dated = spill.finish(&mut counts)?;
+    let mut dated = spill.finish(&mut counts, &|bucket| format.derive(bucket))?;
     tracing::debug!(source = %source.name, buckets, "deduplicated");
     counts.tables = write::write_tables(lake, &source.name, &mut dated).await?;
     write::write_quarantine(lake, &source.name, &as_of.to_string(), &mut dated).await?;

@@ -4,6 +4,9 @@
 //! then each bucket is loaded alone, deduplicated (of all occurrences of a key, across
 //! every table of the source, only the latest one's rows are kept) and its survivors
 //! regrouped by business date, so that each date can be written as one object.
+//! Rows without a key (events) are never deduplicated: they go straight to stores by
+//! business date (`date % DATE_STORES`), so they are written to disk and read back once.
+//! Spill files are LZ4-compressed Arrow IPC.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -12,8 +15,9 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::datatypes::{Date32Type, SchemaRef, UInt64Type};
+use arrow::ipc::CompressionType;
 use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::FileWriter;
+use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 use crmflow_core::runs::SourceCounts;
 
 use crate::error::{IngestError, Result};
@@ -22,6 +26,11 @@ use crate::stage::{INTERNAL_COLUMNS, TableStage, staged_schema};
 /// Input bytes per bucket: a bucket holds about this much text once staged, and the
 /// dedup step holds one bucket in memory at a time.
 pub const BUCKET_INPUT_BYTES: u64 = 48 << 20;
+/// Stores of keyless rows by business date: a store holds the dates equal modulo this
+/// (one date each for a source that spans less than this many days).
+const DATE_STORES: i32 = 256;
+/// Buffer of each spill file: small, as hundreds may be open at once.
+const FILE_BUFFER: usize = 64 << 10;
 /// At most this many buckets (open spill files per table).
 const MAX_BUCKETS: u64 = 512;
 
@@ -65,10 +74,14 @@ impl BatchStore {
             } => {
                 if writer.is_none() {
                     let file = File::create(&*path).map_err(|e| spill_err(path, e))?;
+                    let options = IpcWriteOptions::default()
+                        .try_with_compression(Some(CompressionType::LZ4_FRAME))
+                        .map_err(|e| spill_err(path, e))?;
                     *writer = Some(Box::new(
-                        FileWriter::try_new(
-                            BufWriter::with_capacity(256 << 10, file),
+                        FileWriter::try_new_with_options(
+                            BufWriter::with_capacity(FILE_BUFFER, file),
                             &batch.schema(),
+                            options,
                         )
                         .map_err(|e| spill_err(path, e))?,
                     ));
@@ -94,27 +107,32 @@ impl BatchStore {
             } => {
                 w.finish().map_err(|e| spill_err(&path, e))?;
                 drop(w);
-                let file = File::open(&path).map_err(|e| spill_err(&path, e))?;
-                let reader = FileReader::try_new(BufReader::with_capacity(1 << 20, file), None)
-                    .map_err(|e| spill_err(&path, e))?;
-                debug_assert_eq!(reader.num_batches(), batches);
-                Ok(BatchReader::Disk(path, Box::new(reader)))
+                Ok(BatchReader::Disk {
+                    path,
+                    batches,
+                    reader: None,
+                })
             }
         }
     }
 }
 
-/// The read side of a [`BatchStore`].
+/// The read side of a [`BatchStore`]; a file is opened on the first read and stays
+/// open until [`BatchReader::close`].
 enum BatchReader {
     Memory(Vec<RecordBatch>),
-    Disk(PathBuf, Box<FileReader<BufReader<File>>>),
+    Disk {
+        path: PathBuf,
+        batches: usize,
+        reader: Option<Box<FileReader<BufReader<File>>>>,
+    },
 }
 
 impl BatchReader {
     fn len(&self) -> usize {
         match self {
             BatchReader::Memory(v) => v.len(),
-            BatchReader::Disk(_, r) => r.num_batches(),
+            BatchReader::Disk { batches, .. } => *batches,
         }
     }
 
@@ -124,7 +142,17 @@ impl BatchReader {
                 table: "spill".into(),
                 message: format!("no batch {index}"),
             }),
-            BatchReader::Disk(path, r) => {
+            BatchReader::Disk { path, reader, .. } => {
+                if reader.is_none() {
+                    let file = File::open(&*path).map_err(|e| spill_err(path, e))?;
+                    let opened =
+                        FileReader::try_new(BufReader::with_capacity(FILE_BUFFER, file), None)
+                            .map_err(|e| spill_err(path, e))?;
+                    *reader = Some(Box::new(opened));
+                }
+                let Some(r) = reader else {
+                    return Err(spill_err(path, "not open"));
+                };
                 r.set_index(index).map_err(|e| spill_err(path, e))?;
                 match r.next() {
                     Some(b) => b.map_err(|e| spill_err(path, e)),
@@ -135,9 +163,21 @@ impl BatchReader {
     }
 
     fn all(&mut self) -> Result<Vec<RecordBatch>> {
-        (0..self.len()).map(|i| self.get(i)).collect()
+        let batches = (0..self.len()).map(|i| self.get(i)).collect();
+        self.close();
+        batches
+    }
+
+    /// Closes the file (it reopens on the next read).
+    fn close(&mut self) {
+        if let BatchReader::Disk { reader, .. } = self {
+            *reader = None;
+        }
     }
 }
+
+/// Makes rows of derived tables from a bucket's rows: `(table, staged batch)` pairs.
+pub type Derive<'a> = dyn Fn(&[Vec<RecordBatch>]) -> Result<Vec<(usize, RecordBatch)>> + 'a;
 
 /// Where the staged rows of one source go between parsing and writing.
 pub struct Spill {
@@ -152,7 +192,12 @@ pub struct Spill {
 struct SpillTable {
     name: &'static str,
     staged_schema: SchemaRef,
+    /// Whether rows of a key collapse to its latest occurrence (else the key only
+    /// groups rows in a bucket, for [`crate::formats::Format::derive`]).
+    dedup: bool,
     buckets: Vec<BatchStore>,
+    /// Keyless rows by `date % DATE_STORES` (on disk only), and the dates each holds.
+    by_date: BTreeMap<i32, (BatchStore, BTreeMap<i32, u64>)>,
 }
 
 impl Spill {
@@ -182,6 +227,7 @@ impl Spill {
             .map(|t| SpillTable {
                 name: t.name,
                 staged_schema: staged_schema(t.schema()),
+                dedup: t.dedup,
                 buckets: (0..buckets)
                     .map(|b| {
                         BatchStore::new(
@@ -190,6 +236,7 @@ impl Spill {
                         )
                     })
                     .collect(),
+                by_date: BTreeMap::new(),
             })
             .collect();
         let quarantine = BatchStore::new(
@@ -221,6 +268,7 @@ impl Spill {
     /// buckets of its keys; rows without a key are spread evenly.
     pub fn add(&mut self, table: usize, batch: RecordBatch) -> Result<()> {
         let n = self.buckets;
+        let dir = self.dir.as_ref().map(|d| d.path().to_path_buf());
         let Some(t) = self.tables.get_mut(table) else {
             return Ok(());
         };
@@ -234,33 +282,59 @@ impl Spill {
                 table: t.name.to_string(),
                 message: "staged key column is not text".into(),
             })?;
+        let dates = batch
+            .column(batch.num_columns() - 3)
+            .as_primitive::<Date32Type>();
         let mut rows: Vec<Vec<u32>> = vec![vec![]; n];
+        let mut keyless: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
         for i in 0..batch.num_rows() {
-            let bucket = if keys.is_null(i) {
-                i % n
+            if keys.is_null(i) {
+                keyless
+                    .entry(dates.value(i).rem_euclid(DATE_STORES))
+                    .or_default()
+                    .push(i as u32);
             } else {
-                (fnv1a(keys.value(i).as_bytes()) % n as u64) as usize
-            };
-            rows[bucket].push(i as u32);
-        }
-        for (bucket, indices) in rows.into_iter().enumerate() {
-            if indices.is_empty() {
-                continue;
+                rows[(fnv1a(keys.value(i).as_bytes()) % n as u64) as usize].push(i as u32);
             }
-            let part = arrow::compute::take_record_batch(&batch, &UInt32Array::from(indices))
-                .map_err(|e| IngestError::Write {
+        }
+        let take = |indices: Vec<u32>| {
+            arrow::compute::take_record_batch(&batch, &UInt32Array::from(indices)).map_err(|e| {
+                IngestError::Write {
                     table: t.name.to_string(),
                     message: e.to_string(),
-                })?;
-            t.buckets[bucket].push(part)?;
+                }
+            })
+        };
+        for (bucket, indices) in rows.into_iter().enumerate() {
+            if !indices.is_empty() {
+                t.buckets[bucket].push(take(indices)?)?;
+            }
+        }
+        for (slot, indices) in keyless {
+            let part = take(indices)?;
+            let (store, held) = t.by_date.entry(slot).or_insert_with(|| {
+                (
+                    BatchStore::new(dir.as_deref(), format!("{}-date-{slot}.arrow", t.name)),
+                    Default::default(),
+                )
+            });
+            let part_dates = part
+                .column(part.num_columns() - 3)
+                .as_primitive::<Date32Type>();
+            for date in part_dates.values() {
+                *held.entry(*date).or_default() += 1;
+            }
+            store.push(part)?;
         }
         Ok(())
     }
 
-    /// Deduplicates every bucket and regroups the survivors by business date. Moves
-    /// the collapsed duplicates (rows of the first table of earlier occurrences of a
-    /// key) from `counts.rows_loaded` to `counts.duplicates_collapsed`.
-    pub fn finish(self, counts: &mut SourceCounts) -> Result<Dated> {
+    /// Deduplicates every bucket, adds the rows `derive` makes of the bucket's surviving
+    /// rows (batches per table; it returns `(table, batch)` pairs of staged batches), and
+    /// regroups the rows by business date. Moves the collapsed duplicates (rows of the
+    /// first table of earlier occurrences of a key) from `counts.rows_loaded` to
+    /// `counts.duplicates_collapsed`.
+    pub fn finish(self, counts: &mut SourceCounts, derive: &Derive<'_>) -> Result<Dated> {
         let Spill {
             tables,
             quarantine,
@@ -269,6 +343,7 @@ impl Spill {
         } = self;
         let dir_path = dir.as_ref().map(|d| d.path().to_path_buf());
         let mut readers: Vec<Vec<Option<BatchReader>>> = Vec::with_capacity(tables.len());
+        let dedup: Vec<bool> = tables.iter().map(|t| t.dedup).collect();
         let mut out: Vec<DatedTable> = Vec::with_capacity(tables.len());
         for t in tables {
             let mut rs = Vec::with_capacity(buckets);
@@ -276,13 +351,27 @@ impl Spill {
                 rs.push(Some(store.into_reader()?));
             }
             readers.push(rs);
-            out.push(DatedTable {
+            let mut dated = DatedTable {
                 name: t.name,
                 staged_schema: t.staged_schema,
                 dates: BTreeMap::new(),
                 stores: vec![],
                 rows: 0,
-            });
+            };
+            // Keyless rows need no dedup: their date stores are read as they are.
+            for (_, (store, held)) in t.by_date {
+                let index = dated.stores.len();
+                dated.stores.push(store.into_reader()?);
+                for (date, rows) in held {
+                    dated
+                        .dates
+                        .entry(date)
+                        .or_default()
+                        .push(Part::Filter(index));
+                    dated.rows += rows;
+                }
+            }
+            out.push(dated);
         }
         for bucket in 0..buckets {
             let mut loaded: Vec<Vec<RecordBatch>> = vec![];
@@ -293,9 +382,9 @@ impl Spill {
                 };
                 loaded.push(batches);
             }
-            // The latest occurrence of every key, over every table of the source.
+            // The latest occurrence of every key, over every deduplicated table.
             let mut latest: HashMap<&str, u64> = HashMap::new();
-            for batches in &loaded {
+            for (batches, _) in loaded.iter().zip(&dedup).filter(|(_, d)| **d) {
                 for b in batches {
                     let (keys, occurrences) = key_columns(b);
                     for i in 0..b.num_rows() {
@@ -309,7 +398,47 @@ impl Spill {
                     }
                 }
             }
+            let mut kept: Vec<Vec<RecordBatch>> = Vec::with_capacity(loaded.len());
             for (table, batches) in loaded.iter().enumerate() {
+                if !dedup[table] {
+                    kept.push(batches.clone());
+                    continue;
+                }
+                let mut survivors = Vec::with_capacity(batches.len());
+                for b in batches {
+                    let (keys, occurrences) = key_columns(b);
+                    let mut rows = Vec::with_capacity(b.num_rows());
+                    for i in 0..b.num_rows() {
+                        if keys.is_null(i)
+                            || latest.get(keys.value(i)) == Some(&occurrences.value(i))
+                        {
+                            rows.push(i as u32);
+                        } else if table == 0 {
+                            counts.rows_loaded = counts.rows_loaded.saturating_sub(1);
+                            counts.duplicates_collapsed += 1;
+                        }
+                    }
+                    survivors.push(if rows.len() == b.num_rows() {
+                        b.clone()
+                    } else {
+                        arrow::compute::take_record_batch(b, &UInt32Array::from(rows)).map_err(
+                            |e| IngestError::Write {
+                                table: out[table].name.to_string(),
+                                message: e.to_string(),
+                            },
+                        )?
+                    });
+                }
+                kept.push(survivors);
+            }
+            drop(latest);
+            drop(loaded);
+            for (table, batch) in derive(&kept)? {
+                if let Some(batches) = kept.get_mut(table) {
+                    batches.push(batch);
+                }
+            }
+            for (table, batches) in kept.iter().enumerate() {
                 let dated = &mut out[table];
                 let mut store = BatchStore::new(
                     dir_path.as_deref(),
@@ -317,21 +446,10 @@ impl Spill {
                 );
                 let mut by_date: BTreeMap<i32, Vec<RecordBatch>> = BTreeMap::new();
                 for b in batches {
-                    let (keys, occurrences) = key_columns(b);
                     let dates = b.column(b.num_columns() - 3).as_primitive::<Date32Type>();
                     let mut rows_by_date: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
-                    for i in 0..b.num_rows() {
-                        let keep = keys.is_null(i)
-                            || latest.get(keys.value(i)) == Some(&occurrences.value(i));
-                        if keep {
-                            rows_by_date
-                                .entry(dates.value(i))
-                                .or_default()
-                                .push(i as u32);
-                        } else if table == 0 {
-                            counts.rows_loaded = counts.rows_loaded.saturating_sub(1);
-                            counts.duplicates_collapsed += 1;
-                        }
+                    for (i, date) in dates.values().iter().enumerate() {
+                        rows_by_date.entry(*date).or_default().push(i as u32);
                     }
                     for (date, rows) in rows_by_date {
                         let part = arrow::compute::take_record_batch(b, &UInt32Array::from(rows))
@@ -357,7 +475,7 @@ impl Spill {
                         .dates
                         .entry(date)
                         .or_default()
-                        .push((dated.stores.len(), index));
+                        .push(Part::Batch(dated.stores.len(), index));
                     store.push(part)?;
                 }
                 dated.stores.push(store.into_reader()?);
@@ -418,11 +536,19 @@ impl Dated {
 pub struct DatedTable {
     pub name: &'static str,
     staged_schema: SchemaRef,
-    /// Date32 -> (store, batch index) of its parts.
-    dates: BTreeMap<i32, Vec<(usize, usize)>>,
+    /// Date32 -> where its rows are.
+    dates: BTreeMap<i32, Vec<Part>>,
     stores: Vec<BatchReader>,
     /// Rows kept.
     pub rows: u64,
+}
+
+/// Where rows of a date are: a whole batch of a store (deduplicated rows, grouped by
+/// date), or the rows of that date in every batch of a store (keyless rows).
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Batch(usize, usize),
+    Filter(usize),
 }
 
 impl DatedTable {
@@ -432,19 +558,90 @@ impl DatedTable {
     }
 
     /// The rows of one date as written to the lake (lineage columns, no internal ones),
-    /// in parts.
-    pub fn read(&mut self, date: i32) -> Result<Vec<RecordBatch>> {
+    /// batch by batch, read as they are consumed.
+    pub fn parts(&mut self, date: i32) -> DateParts<'_> {
         let parts = self.dates.get(&date).cloned().unwrap_or_default();
-        let keep: Vec<usize> = (0..self.staged_schema.fields().len() - INTERNAL_COLUMNS).collect();
-        let mut out = Vec::with_capacity(parts.len());
-        for (store, index) in parts {
-            let batch = self.stores[store].get(index)?;
-            out.push(batch.project(&keep).map_err(|e| IngestError::Write {
-                table: self.name.to_string(),
-                message: e.to_string(),
-            })?);
+        let keep = (0..self.staged_schema.fields().len() - INTERNAL_COLUMNS).collect();
+        DateParts {
+            table: self,
+            date,
+            parts,
+            next: 0,
+            batch: 0,
+            keep,
         }
-        Ok(out)
+    }
+
+    /// [`DatedTable::parts`], collected.
+    pub fn read(&mut self, date: i32) -> Result<Vec<RecordBatch>> {
+        self.parts(date).collect()
+    }
+}
+
+/// The batches of one date of a [`DatedTable`].
+pub struct DateParts<'a> {
+    table: &'a mut DatedTable,
+    date: i32,
+    parts: Vec<Part>,
+    next: usize,
+    /// The next batch of a `Part::Filter` store.
+    batch: usize,
+    keep: Vec<usize>,
+}
+
+impl DateParts<'_> {
+    fn finish(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        batch.project(&self.keep).map_err(|e| IngestError::Write {
+            table: self.table.name.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    fn of_date(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let dates = batch
+            .column(batch.num_columns() - 3)
+            .as_primitive::<Date32Type>();
+        let mask: arrow::array::BooleanArray =
+            dates.iter().map(|d| Some(d == Some(self.date))).collect();
+        arrow::compute::filter_record_batch(batch, &mask).map_err(|e| IngestError::Write {
+            table: self.table.name.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+impl Iterator for DateParts<'_> {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match *self.parts.get(self.next)? {
+                Part::Batch(store, index) => {
+                    self.next += 1;
+                    let batch = self.table.stores[store].get(index);
+                    return Some(batch.and_then(|b| self.finish(b)));
+                }
+                Part::Filter(store) => {
+                    if self.batch >= self.table.stores[store].len() {
+                        self.table.stores[store].close();
+                        self.next += 1;
+                        self.batch = 0;
+                        continue;
+                    }
+                    let index = self.batch;
+                    self.batch += 1;
+                    let batch = match self.table.stores[store].get(index) {
+                        Ok(b) => b,
+                        Err(e) => return Some(Err(e)),
+                    };
+                    match self.of_date(&batch) {
+                        Ok(b) if b.num_rows() == 0 => continue,
+                        Ok(b) => return Some(self.finish(b)),
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -483,7 +680,7 @@ mod tests {
             spill.add(0, batch).unwrap();
         }
         let buckets = spill.buckets();
-        let mut dated = spill.finish(&mut counts).unwrap();
+        let mut dated = spill.finish(&mut counts, &|_| Ok(vec![])).unwrap();
         let t = &mut dated.tables[0];
         let mut out = vec![];
         for d in t.dates() {

@@ -115,6 +115,9 @@ impl Col {
 /// A canonical table being staged.
 pub struct TableStage {
     pub name: &'static str,
+    /// Whether rows of a key collapse to the key's latest occurrence (see [`crate::spill`]);
+    /// when false, keys only group rows (events of a session) for derived tables.
+    pub dedup: bool,
     schema: SchemaRef,
     cols: Vec<Col>,
     /// Business date (Date32) of each row: its partition.
@@ -135,6 +138,7 @@ impl TableStage {
             .collect();
         Self {
             name,
+            dedup: true,
             schema,
             cols,
             dates: vec![],
@@ -164,6 +168,14 @@ impl TableStage {
         RowWriter {
             stage: self,
             col: 0,
+        }
+    }
+
+    /// A table whose keys group rows without collapsing them.
+    pub fn grouped(name: &'static str, schema: SchemaRef) -> Self {
+        Self {
+            dedup: false,
+            ..Self::new(name, schema)
         }
     }
 

@@ -87,9 +87,8 @@ pub async fn write_tables(
                 table.name,
                 date_string(date)
             );
-            let parts = table.read(date)?;
-            rows +=
-                write_parquet_object(lake, &path, table.name, parts.into_iter().map(Ok)).await?;
+            let name = table.name;
+            rows += write_parquet_object(lake, &path, name, table.parts(date)).await?;
         }
         written.insert(table.name.to_string(), rows);
     }

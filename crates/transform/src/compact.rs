@@ -9,6 +9,11 @@
 //! [`CompactSlicedInputs`] puts a [`CompactExec`] under every such operator; it copies a
 //! batch into fresh buffers only when its buffers are more than twice its rows' size
 //! (plus a small slack), and passes every other batch through untouched.
+//!
+//! It also cuts batches of more than twice the session's batch size into batch-size
+//! pieces: a left join emits all its unmatched build rows as one batch, and at 1M
+//! customers `conversions` handed its sort one such batch, which the sort could only
+//! reserve whole (2 GB) and failed.
 
 use std::fmt;
 use std::sync::Arc;
@@ -116,10 +121,31 @@ impl ExecutionPlan for CompactExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let schema: SchemaRef = self.input.schema();
+        let batch_size = context.session_config().batch_size();
         let input = self.input.execute(partition, context)?;
-        let compacted = input.map(|batch| batch.and_then(compact));
+        let compacted = input.flat_map(move |batch| {
+            let pieces: Box<dyn Iterator<Item = Result<RecordBatch>> + Send> = match batch {
+                Ok(batch) => Box::new(pieces(batch, batch_size)),
+                Err(e) => Box::new(std::iter::once(Err(e))),
+            };
+            futures::stream::iter(pieces)
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, compacted)))
     }
+}
+
+/// A batch as compacted pieces of at most `batch_size` rows when it holds more than
+/// twice that, else the batch compacted; pieces are cut as they are consumed.
+pub fn pieces(batch: RecordBatch, batch_size: usize) -> impl Iterator<Item = Result<RecordBatch>> {
+    let rows = batch.num_rows();
+    let step = if rows > batch_size.saturating_mul(2) && batch_size > 0 {
+        batch_size
+    } else {
+        rows.max(1)
+    };
+    (0..rows.max(1)).step_by(step).map(move |offset| {
+        compact(batch.slice(offset.min(rows), step.min(rows - offset.min(rows))))
+    })
 }
 
 /// The batch itself, or a copy in fresh buffers when it is a small slice of large ones.
@@ -235,6 +261,25 @@ mod tests {
         let compacted = compact(slice.clone()).expect("compact");
         assert_eq!(compacted, slice, "same rows");
         assert!(held(&compacted) < 1 << 20, "held {}", held(&compacted));
+    }
+
+    #[test]
+    fn a_batch_over_twice_the_batch_size_is_cut_into_compact_pieces() {
+        let big = batch(50_000);
+        let parts: Vec<RecordBatch> = pieces(big.clone(), 8192).map(|p| p.unwrap()).collect();
+        let rows: Vec<usize> = parts.iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(rows, [8192, 8192, 8192, 8192, 8192, 8192, 848]);
+        assert!(parts.iter().all(|p| held(p) < held(&big) / 4));
+        let whole = datafusion::arrow::compute::concat_batches(&big.schema(), &parts).unwrap();
+        assert_eq!(whole, big);
+        // Up to twice the batch size, and empty batches, stay one batch.
+        assert_eq!(pieces(batch(16_384), 8192).count(), 1);
+        assert_eq!(
+            pieces(batch(0), 8192)
+                .map(|p| p.unwrap().num_rows())
+                .sum::<usize>(),
+            0
+        );
     }
 
     #[test]

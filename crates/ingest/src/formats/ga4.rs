@@ -1,7 +1,8 @@
-//! Google Analytics 4 BigQuery export (NDJSON, one event per line). Table
-//! `ga4_events`: one row per event; no key, not deduplicated. Sessions are derived
-//! from the events in SQL (`sql/staging/stg_ga4_sessions.sql`), so that their memory
-//! is the engine's bounded, spilling one.
+//! Google Analytics 4 BigQuery export (NDJSON, one event per line). Tables
+//! `ga4_events` (one row per event; not deduplicated) and `ga4_sessions` (one row per
+//! `(user_pseudo_id, ga_session_id)`, derived after the cut-off). An event's session is
+//! its spill key, so all events of a session meet in one spill bucket and
+//! [`Format::derive`] builds the sessions bucket by bucket, in bounded memory.
 //!
 //! `ga4_events`: event_at (`event_timestamp`, µs UTC), event_date, event_name,
 //! user_pseudo_id, user_id, ga_session_id (`event_params` int, also as a string),
@@ -9,8 +10,20 @@
 //! (`collected_traffic_source.manual_*`), gclid, transaction_id and purchase_revenue
 //! (`ecommerce`), device_category, city.
 //!
+//! `ga4_sessions`: user_pseudo_id, ga_session_id, session_start (earliest event), source,
+//! medium, campaign, content, term (the spec's rule: last-click manual campaign of the
+//! earliest event that has a source or medium; else collected traffic source of the
+//! earliest event that has a manual source, medium or gclid, a lone gclid being
+//! google / cpc; else `(direct)` / `(none)`), purchase_ids (sorted, distinct
+//! transaction ids of purchase events), revenue (their sum), events, device_category and
+//! city (of the earliest event). Events of the same microsecond are ordered by file,
+//! then line; the lineage columns name the earliest event; the business date is its.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType, UInt64Type};
 
 use arrow::datatypes::{DataType, Field, Schema};
 use crmflow_core::normalize::{date, date32, text};
@@ -18,8 +31,8 @@ use serde_json::Value;
 
 use super::{Format, ParseOptions};
 use crate::chunks::{Chunk, Framing};
-use crate::error::Result;
-use crate::stage::{Reason, Staging, TableStage, ts_type};
+use crate::error::{IngestError, Result};
+use crate::stage::{Reason, Staging, TableStage, str_list_type, ts_type};
 
 pub fn events_schema() -> Arc<Schema> {
     let t = |n: &str| Field::new(n, DataType::Utf8, true);
@@ -47,6 +60,114 @@ pub fn events_schema() -> Arc<Schema> {
         t("device_category"),
         t("city"),
     ]))
+}
+
+pub fn sessions_schema() -> Arc<Schema> {
+    let t = |n: &str| Field::new(n, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new("user_pseudo_id", DataType::Utf8, false),
+        Field::new("ga_session_id", DataType::Int64, false),
+        Field::new("session_start", ts_type(), false),
+        t("source"),
+        t("medium"),
+        t("campaign"),
+        t("content"),
+        t("term"),
+        Field::new("purchase_ids", str_list_type(), false),
+        Field::new("revenue", DataType::Float64, false),
+        Field::new("events", DataType::Int64, false),
+        t("device_category"),
+        t("city"),
+    ]))
+}
+
+/// The order of events in a session: time, then file, then line.
+type Order<'a> = (i64, &'a str, u64);
+
+/// A session being built from its events (borrowing the bucket's arrays).
+struct Session<'a> {
+    user: &'a str,
+    id: i64,
+    first: Order<'a>,
+    date: i32,
+    device: Option<&'a str>,
+    city: Option<&'a str>,
+    last_click: Option<(Order<'a>, [Option<&'a str>; 5])>,
+    collected: Option<(Order<'a>, [Option<&'a str>; 5], bool)>,
+    purchase_ids: BTreeSet<&'a str>,
+    revenue: f64,
+    events: i64,
+}
+
+/// The columns of staged `ga4_events` batches that sessions read.
+struct EventColumns<'a> {
+    at: &'a arrow::array::PrimitiveArray<TimestampMicrosecondType>,
+    name: &'a StringArray,
+    user: &'a StringArray,
+    session: &'a arrow::array::PrimitiveArray<Int64Type>,
+    lc: [&'a StringArray; 5],
+    cts: [&'a StringArray; 5],
+    gclid: &'a StringArray,
+    transaction: &'a StringArray,
+    revenue: &'a arrow::array::PrimitiveArray<Float64Type>,
+    device: &'a StringArray,
+    city: &'a StringArray,
+    file: &'a StringArray,
+    line: &'a arrow::array::PrimitiveArray<UInt64Type>,
+    date: &'a arrow::array::PrimitiveArray<Date32Type>,
+    key: &'a StringArray,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(batch: &'a RecordBatch) -> Result<Self> {
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| IngestError::Write {
+                    table: "ga4_sessions".into(),
+                    message: format!("staged events have no column {name}"),
+                })
+        };
+        let text = |name: &str| col(name).map(|c| c.as_string::<i32>());
+        Ok(EventColumns {
+            at: col("event_at")?.as_primitive(),
+            name: text("event_name")?,
+            user: text("user_pseudo_id")?,
+            session: col("ga_session_id")?.as_primitive(),
+            lc: [
+                text("lc_source")?,
+                text("lc_medium")?,
+                text("lc_campaign")?,
+                text("lc_content")?,
+                text("lc_term")?,
+            ],
+            cts: [
+                text("cts_source")?,
+                text("cts_medium")?,
+                text("cts_campaign")?,
+                text("cts_content")?,
+                text("cts_term")?,
+            ],
+            gclid: text("gclid")?,
+            transaction: text("transaction_id")?,
+            revenue: col("purchase_revenue")?.as_primitive(),
+            device: text("device_category")?,
+            city: text("city")?,
+            file: text("_source_file")?,
+            line: col("_source_line")?.as_primitive(),
+            date: col("_date")?.as_primitive(),
+            key: text("_key")?,
+        })
+    }
+}
+
+fn opt(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+/// The key that groups the events of a session in the spill.
+fn session_key(user: &str, session: i64) -> String {
+    format!("{user}\u{1f}{session}")
 }
 
 pub struct Ga4 {
@@ -105,7 +226,10 @@ fn param<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
 
 impl Format for Ga4 {
     fn tables(&self) -> Vec<TableStage> {
-        vec![TableStage::new("ga4_events", events_schema())]
+        vec![
+            TableStage::grouped("ga4_events", events_schema()),
+            TableStage::new("ga4_sessions", sessions_schema()),
+        ]
     }
 
     fn framing(&self, _head: &str) -> Framing {
@@ -194,8 +318,12 @@ impl Format for Ga4 {
                 .and_then(text)
                 .map(str::to_string);
             let event_date = s(&["event_date"]).and_then(|d| date(&d)).map(date32);
+            let key = match (&user, session_id) {
+                (Some(u), Some(id)) => Some(session_key(u, id)),
+                _ => None,
+            };
             staging.tables[0]
-                .row(day, file, line, None)
+                .row(day, file, line, key.as_deref().map(|k| (k, 0)))
                 .ts(Some(event_at))
                 .date(event_date)
                 .str(event_name.as_deref())
@@ -223,6 +351,112 @@ impl Format for Ga4 {
         }
         let _ = self.opts;
         Ok(())
+    }
+
+    fn derive(&self, bucket: &[Vec<RecordBatch>]) -> Result<Vec<(usize, RecordBatch)>> {
+        let Some(events) = bucket.first() else {
+            return Ok(vec![]);
+        };
+        let columns: Vec<EventColumns> =
+            events.iter().map(EventColumns::of).collect::<Result<_>>()?;
+        let mut sessions: HashMap<&str, Session> = HashMap::new();
+        for c in &columns {
+            for i in 0..c.at.len() {
+                if c.key.is_null(i) || c.user.is_null(i) || c.session.is_null(i) {
+                    continue;
+                }
+                let order = (c.at.value(i), c.file.value(i), c.line.value(i));
+                let session = sessions.entry(c.key.value(i)).or_insert_with(|| Session {
+                    user: c.user.value(i),
+                    id: c.session.value(i),
+                    first: order,
+                    date: c.date.value(i),
+                    device: opt(c.device, i),
+                    city: opt(c.city, i),
+                    last_click: None,
+                    collected: None,
+                    purchase_ids: BTreeSet::new(),
+                    revenue: 0.0,
+                    events: 0,
+                });
+                session.events += 1;
+                if order < session.first {
+                    session.first = order;
+                    session.date = c.date.value(i);
+                    session.device = opt(c.device, i);
+                    session.city = opt(c.city, i);
+                }
+                let lc = c.lc.map(|a| opt(a, i));
+                if (lc[0].is_some() || lc[1].is_some())
+                    && session.last_click.as_ref().is_none_or(|(o, _)| order < *o)
+                {
+                    session.last_click = Some((order, lc));
+                }
+                let cts = c.cts.map(|a| opt(a, i));
+                let gclid = c.gclid.is_valid(i);
+                if (cts[0].is_some() || cts[1].is_some() || gclid)
+                    && session
+                        .collected
+                        .as_ref()
+                        .is_none_or(|(o, _, _)| order < *o)
+                {
+                    session.collected = Some((order, cts, gclid));
+                }
+                if opt(c.name, i) == Some("purchase") {
+                    if let Some(t) = opt(c.transaction, i) {
+                        session.purchase_ids.insert(t);
+                    }
+                    if c.revenue.is_valid(i) {
+                        session.revenue += c.revenue.value(i);
+                    }
+                }
+            }
+        }
+        let mut sessions: Vec<Session> = sessions.into_values().collect();
+        sessions.sort_by(|a, b| (a.first, a.user, a.id).cmp(&(b.first, b.user, b.id)));
+        let mut stage = TableStage::new("ga4_sessions", sessions_schema());
+        let mut files: Vec<String> = vec![];
+        for s in sessions {
+            let utm: [Option<&str>; 5] = match (s.last_click, s.collected) {
+                (Some((_, lc)), _) => lc,
+                (None, Some((_, mut cts, has_gclid))) => {
+                    if cts[0].is_none() && cts[1].is_none() && has_gclid {
+                        cts[0] = Some("google");
+                        cts[1] = Some("cpc");
+                    }
+                    cts
+                }
+                (None, None) => [Some("(direct)"), Some("(none)"), None, None, None],
+            };
+            let file = match files.iter().position(|f| f == s.first.1) {
+                Some(f) => f,
+                None => {
+                    files.push(s.first.1.to_string());
+                    files.len() - 1
+                }
+            };
+            let ids: Vec<String> = s.purchase_ids.iter().map(|t| t.to_string()).collect();
+            stage
+                .row(s.date, file as u32, s.first.2, None)
+                .str(Some(s.user))
+                .i64(Some(s.id))
+                .ts(Some(s.first.0))
+                .str(utm[0])
+                .str(utm[1])
+                .str(utm[2])
+                .str(utm[3])
+                .str(utm[4])
+                .str_list(Some(&ids))
+                .f64(Some(s.revenue))
+                .i64(Some(s.events))
+                .str(s.device)
+                .str(s.city)
+                .end();
+        }
+        Ok(stage
+            .take_batch(&files)?
+            .map(|batch| vec![(1, batch)])
+            .unwrap_or_default())
     }
 }
 
@@ -297,6 +531,91 @@ mod tests {
                 (7, "unparseable_timestamp"),
                 (8, "unparseable_record")
             ]
+        );
+    }
+
+    #[test]
+    fn sessions_follow_the_source_rule() {
+        let t0 = 1_763_636_000_000_000_i64;
+        let first = [
+            // session 1: the last click of the second event wins over the collected
+            // source of the first; device and city of the first; purchases sorted, distinct
+            ev(
+                t0,
+                "page_view",
+                "1",
+                r#","collected_traffic_source":{"manual_source":"vk","manual_medium":"social"},"device":{"category":"mobile"},"geo":{"city":"Kazan"}"#,
+            ),
+            ev(
+                t0 + 5,
+                "page_view",
+                "1",
+                r#","session_traffic_source_last_click":{"manual_campaign":{"source":"yandex","medium":"cpc","campaign_name":"brand","term":"shoes"}},"device":{"category":"desktop"}"#,
+            ),
+            ev(
+                t0 + 9,
+                "purchase",
+                "1",
+                r#","ecommerce":{"transaction_id":"1002","purchase_revenue":99.5},"session_traffic_source_last_click":{"manual_campaign":{"source":"google","medium":"cpc"}}"#,
+            ),
+            ev(t0 + 10, "purchase", "1", r#","ecommerce":{"transaction_id":"1001","purchase_revenue":10}"#),
+            ev(t0 + 11, "purchase", "1", r#","ecommerce":{"transaction_id":"1001"}"#),
+            // session 2 (id as a string): a gclid alone -> google / cpc
+            ev(
+                t0 + 100,
+                "page_view",
+                "\"2\"",
+                r#","collected_traffic_source":{"gclid":"abc","manual_source":"(not set)"}"#,
+            ),
+            // session 3: nothing -> (direct) / (none)
+            ev(t0 + 200, "page_view", "3", ""),
+            // session 4, same instant in two files: the first file's event is earliest;
+            // a collected medium without a source keeps it (the gclid does not apply)
+            ev(
+                t0 + 300,
+                "page_view",
+                "4",
+                r#","collected_traffic_source":{"manual_medium":"email","gclid":"g"},"device":{"category":"tablet"}"#,
+            ),
+            "{not json".to_string(),
+            r#"{"event_name":"x","user_pseudo_id":"u1"}"#.to_string(),
+        ]
+        .join("\n");
+        let second = [
+            ev(
+                t0 + 300,
+                "page_view",
+                "4",
+                r#","collected_traffic_source":{"manual_source":"news","manual_medium":"email"},"device":{"category":"mobile"}"#,
+            ),
+            // no session id: an event of no session
+            r#"{"event_timestamp":"1763636000000400","event_name":"x","user_pseudo_id":"u1"}"#
+                .to_string(),
+        ]
+        .join("\n");
+        let (b, st) = run(Box::new(Ga4::new(opts())), &[&first, &second], NO_CUTOFF);
+        assert_eq!(b[0].num_rows(), 10);
+        let s = &b[1];
+        assert_eq!(col(s, "ga_session_id"), ["1", "2", "3", "4"]);
+        assert_eq!(col(s, "source"), ["yandex", "google", "(direct)", "∅"]);
+        assert_eq!(col(s, "medium"), ["cpc", "cpc", "(none)", "email"]);
+        assert_eq!(col(s, "campaign"), ["brand", "∅", "∅", "∅"]);
+        assert_eq!(col(s, "term"), ["shoes", "∅", "∅", "∅"]);
+        assert_eq!(col(s, "purchase_ids"), ["[1001, 1002]", "[]", "[]", "[]"]);
+        assert_eq!(col(s, "revenue"), ["109.5", "0.0", "0.0", "0.0"]);
+        assert_eq!(col(s, "events"), ["5", "1", "1", "2"]);
+        assert_eq!(col(s, "device_category"), ["mobile", "∅", "∅", "tablet"]);
+        assert_eq!(col(s, "city"), ["Kazan", "∅", "∅", "∅"]);
+        assert_eq!(col(s, "_source_file"), ["file0", "file0", "file0", "file0"]);
+        assert_eq!(col(s, "_source_line"), ["1", "6", "7", "8"]);
+        let q: Vec<_> = st
+            .quarantine
+            .iter()
+            .map(|q| (q.line, q.reason.as_str()))
+            .collect();
+        assert_eq!(
+            q,
+            [(9, "unparseable_record"), (10, "unparseable_timestamp")]
         );
     }
 

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `calltouch` | `calls` |
 //! | `metrica_visits` | `metrica_visits` |
-//! | `ga4_events` | `ga4_events` (sessions: the model `stg_ga4_sessions`) |
+//! | `ga4_events` | `ga4_events`, `ga4_sessions` |
 //! | `shopify_orders` | `order_items`, `orders` |
 //! | `direct_spend`, `google_ads_spend`, `generic_spend` | `ad_spend` |
 //! | `message_events` | `message_events` |
@@ -18,6 +18,7 @@ pub mod metrica;
 pub mod shopify;
 pub mod spend;
 
+use arrow::record_batch::RecordBatch;
 use chrono_tz::Tz;
 use crmflow_core::config::SourceKind;
 
@@ -45,6 +46,12 @@ pub trait Format: Send + Sync {
     /// Parses one chunk of a file (whole records; see [`Chunk`]) into the staging area.
     /// Chunks of a file come in order; a format may carry state from one to the next.
     fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()>;
+    /// Rows of derived tables made from one spill bucket after deduplication: the
+    /// bucket's staged batches per table (all rows of a key are in one bucket); returns
+    /// `(table, staged batch)` pairs. None by default.
+    fn derive(&self, _bucket: &[Vec<RecordBatch>]) -> Result<Vec<(usize, RecordBatch)>> {
+        Ok(vec![])
+    }
 }
 
 impl From<DelimitedOptions> for Framing {
@@ -168,80 +175,28 @@ pub(crate) mod test_support {
     /// A far-future cut-off.
     pub const NO_CUTOFF: i64 = i64::MAX;
 
-    /// Runs the whole ingest path in memory (chunks of `chunk_bytes`, staging, spill,
-    /// dedup) over `files`; returns every table (dates ascending) and the staging area
-    /// with all quarantined rows and the final counts.
+    /// Runs the whole ingest path in memory (see [`crate::memory`]); returns every table
+    /// (dates ascending) and the staging area with all quarantined rows and the counts.
     pub fn pipeline(
         format: &mut dyn Format,
         files: &[&[u8]],
         cutoff: i64,
         chunk_bytes: usize,
     ) -> Result<(Vec<RecordBatch>, Staging)> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let mut staging = Staging::new(format.tables(), cutoff, MSK);
-            let mut spill = crate::spill::Spill::new(&staging.tables, 1, None)?;
-            let mut quarantined = vec![];
-            let mut failed = None;
-            for (i, bytes) in files.iter().enumerate() {
-                let name = format!("file{i}");
-                let idx = staging.add_file(&name, bytes.len() as u64);
-                let mut reader = crate::chunks::ChunkReader::with_chunk_bytes(
-                    &name,
-                    crate::chunks::stream_of(bytes.to_vec(), 7),
-                    crmflow_core::config::TextEncoding::Auto,
-                    chunk_bytes,
-                );
-                while let Some(c) = reader.next_chunk(|h| format.framing(h)).await? {
-                    let chunk = Chunk {
-                        file: idx,
-                        name: &name,
-                        text: &c.text,
-                        line_shift: c.line_shift,
-                        first: c.first,
-                        last: c.last,
-                    };
-                    let parsed = format.parse(&chunk, &mut staging);
-                    quarantined.append(&mut staging.quarantine);
-                    for (t, table) in staging.tables.iter_mut().enumerate() {
-                        if let Some(b) = table.take_batch(&staging.file_names)? {
-                            spill.add(t, b)?;
-                        }
-                    }
-                    if let Err(e) = parsed {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            let mut counts = std::mem::take(&mut staging.counts);
-            let mut dated = spill.finish(&mut counts)?;
-            let mut batches = vec![];
-            for t in &mut dated.tables {
-                let schema = crate::stage::with_lineage(
-                    format
-                        .tables()
-                        .iter()
-                        .find(|s| s.name == t.name)
-                        .expect("table")
-                        .schema(),
-                );
-                let mut parts = vec![];
-                for d in t.dates() {
-                    parts.extend(t.read(d)?);
-                }
-                batches.push(arrow::compute::concat_batches(&schema, &parts).expect("concat"));
-            }
-            staging.counts = counts;
-            staging.quarantine = quarantined;
-            assert!(staging.counts.balanced(), "{:?}", staging.counts);
-            match failed {
-                Some(e) => Err(e),
-                None => Ok((batches, staging)),
-            }
-        })
+        let done = crate::memory::ingest_in_memory(format, files, cutoff, MSK, chunk_bytes, 1)?;
+        Ok((done.tables, done.staging))
+    }
+
+    /// The rows of a batch in lineage order (file, line): buckets change row order only.
+    fn in_lineage_order(batch: &RecordBatch) -> RecordBatch {
+        let sort = |name: &str| arrow::compute::SortColumn {
+            values: batch.column_by_name(name).expect("lineage column").clone(),
+            options: None,
+        };
+        let indices =
+            arrow::compute::lexsort_to_indices(&[sort("_source_file"), sort("_source_line")], None)
+                .expect("sort");
+        arrow::compute::take_record_batch(batch, &indices).expect("take")
     }
 
     /// Runs a format over in-memory files, whole and in tiny chunks (which must give
@@ -263,6 +218,16 @@ pub(crate) mod test_support {
                 format!("{:?}", st2.quarantine),
                 "chunks of {size} bytes"
             );
+        }
+        // Spilled to 7 bucket files, as a large source is: the same rows.
+        let spilled = crate::memory::ingest_in_memory(format.as_mut(), &bytes, cutoff, MSK, 40, 7)
+            .expect("parse with a spill on disk");
+        assert_eq!(
+            format!("{:?}", st.counts),
+            format!("{:?}", spilled.staging.counts)
+        );
+        for (a, b) in whole.iter().zip(&spilled.tables) {
+            assert_eq!(in_lineage_order(a), in_lineage_order(b), "spilled to disk");
         }
         (whole, st)
     }
