@@ -294,13 +294,21 @@ mod tests {
     #[test]
     fn a_slice_of_a_string_view_array_stops_holding_its_buffers() {
         use datafusion::arrow::array::StringViewArray;
-        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8View, false)]));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "id",
+            DataType::Utf8View,
+            false,
+        )]));
         let values = StringViewArray::from_iter_values(
             (0..100_000).map(|i| format!("customer-identifier-{i:012}")),
         );
         let big = RecordBatch::try_new(schema, vec![Arc::new(values)]).expect("batch");
         let parts: Vec<RecordBatch> = pieces(big.clone(), 8192).map(|p| p.unwrap()).collect();
-        assert!(parts.iter().all(|p| held(p) < held(&big) / 4), "{}", held(&parts[0]));
+        assert!(
+            parts.iter().all(|p| held(p) < held(&big) / 4),
+            "{}",
+            held(&parts[0])
+        );
         let whole = datafusion::arrow::compute::concat_batches(&big.schema(), &parts).unwrap();
         assert_eq!(whole, big);
     }
