@@ -31,25 +31,15 @@ use formats::{Format, ParseOptions, format_for};
 use spill::Spill;
 use stage::Staging;
 
-/// Ingests one source of a job for `as_of`: replaces the date partitions it has rows
-/// for and its quarantine partition of `as_of`; returns the counts.
-pub async fn ingest_source(
-    lake: &Lake,
-    job: &Job,
-    source: &SourceConfig,
-    as_of: NaiveDate,
-) -> Result<SourceCounts> {
-    let files = list_source(job, source).await?;
-    ingest_files(lake, job, source, as_of, files).await
-}
-
 /// The input files of a source (its location: a path, a glob or an object-store URL).
 pub async fn list_source(job: &Job, source: &SourceConfig) -> Result<Vec<inputs::InputFile>> {
     let location = job.source_location(source);
     inputs::list_inputs(&location, &source.storage_options).await
 }
 
-/// [`ingest_source`] over files already listed with [`list_source`].
+/// Ingests one source of a job for `as_of` from its files (listed with
+/// [`list_source`]): replaces the date partitions it has rows for and its quarantine
+/// partition of `as_of`; returns the counts.
 pub async fn ingest_files(
     lake: &Lake,
     job: &Job,

@@ -445,9 +445,4 @@ impl Staging {
         self.counts.rows_read += rows;
         self.counts.rows_loaded += rows;
     }
-
-    /// Rows staged in every table since the last spill.
-    pub fn staged_rows(&self) -> usize {
-        self.tables.iter().map(TableStage::rows).sum::<usize>() + self.quarantine.len()
-    }
 }

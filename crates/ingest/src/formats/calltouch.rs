@@ -239,11 +239,7 @@ mod tests {
         assert_eq!(col(&b[0], "ga_client_id"), ["∅"]);
         assert_eq!(col(&b[0], "session_id"), ["312239871"]);
         assert_eq!(col(&b[0], "_source_line"), ["1"]);
-        let reasons: Vec<_> = st
-            .quarantine
-            .iter()
-            .map(|q| (q.line, q.reason.as_str()))
-            .collect();
+        let reasons = quarantine_lines(&st);
         assert_eq!(
             reasons,
             [

@@ -519,11 +519,7 @@ mod tests {
         assert_eq!(col(e, "transaction_id")[2], "1001");
         assert_eq!(col(e, "purchase_revenue")[2], "99.5");
         assert_eq!(col(e, "event_date")[0], "2026-11-20");
-        let q: Vec<_> = st
-            .quarantine
-            .iter()
-            .map(|q| (q.line, q.reason.as_str()))
-            .collect();
+        let q = quarantine_lines(&st);
         assert_eq!(
             q,
             [
@@ -608,11 +604,7 @@ mod tests {
         assert_eq!(col(s, "city"), ["Kazan", "∅", "∅", "∅"]);
         assert_eq!(col(s, "_source_file"), ["file0", "file0", "file0", "file0"]);
         assert_eq!(col(s, "_source_line"), ["1", "6", "7", "8"]);
-        let q: Vec<_> = st
-            .quarantine
-            .iter()
-            .map(|q| (q.line, q.reason.as_str()))
-            .collect();
+        let q = quarantine_lines(&st);
         assert_eq!(
             q,
             [(9, "unparseable_record"), (10, "unparseable_timestamp")]

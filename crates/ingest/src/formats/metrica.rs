@@ -227,11 +227,7 @@ mod tests {
         assert_eq!(col(v, "device_category"), ["desktop", "mobile"]);
         assert_eq!(col(v, "visit_at")[1], "2026-11-20T11:03:11Z");
         assert_eq!(st.counts.duplicates_collapsed, 1);
-        let q: Vec<_> = st
-            .quarantine
-            .iter()
-            .map(|q| (q.line, q.reason.as_str()))
-            .collect();
+        let q = quarantine_lines(&st);
         assert_eq!(
             q,
             [(4, "missing_primary_key"), (5, "unparseable_timestamp")]

@@ -232,6 +232,15 @@ pub(crate) mod test_support {
         (whole, st)
     }
 
+    /// The quarantined rows as `(line, reason)`.
+    pub fn quarantine_lines(staging: &Staging) -> Vec<(u64, &'static str)> {
+        staging
+            .quarantine
+            .iter()
+            .map(|q| (q.line, q.reason.as_str()))
+            .collect()
+    }
+
     /// A column of a batch as text values (NULL as "∅").
     pub fn col(batch: &RecordBatch, name: &str) -> Vec<String> {
         let array = batch

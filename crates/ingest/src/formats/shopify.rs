@@ -313,11 +313,7 @@ mod tests {
         assert_eq!(col(orders, "created_at")[0], "2026-11-20T11:03:11Z");
         assert_eq!(col(items, "sku"), ["SKU-1", "SKU-2", "SKU-1"]);
         assert_eq!(col(items, "line_number"), ["1", "2", "1"]);
-        let q: Vec<_> = st
-            .quarantine
-            .iter()
-            .map(|q| (q.line, q.reason.as_str()))
-            .collect();
+        let q = quarantine_lines(&st);
         assert_eq!(q, [(4, "unparseable_timestamp"), (5, "orphan_line_item")]);
         assert_eq!((st.counts.rows_read, st.counts.rows_loaded), (5, 3));
     }
