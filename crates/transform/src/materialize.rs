@@ -5,7 +5,9 @@
 //!
 //! Written tables are sorted (by `order_by`, else by every non-nested column) and their
 //! floats rounded to 9 decimals, so that a rerun over the same data writes the same bytes
-//! whatever the parallel plan's summation order was.
+//! whatever the parallel plan's summation order was. A model whose floats are the same
+//! in every run anyway (row-by-row arithmetic, the exact `sum`) may keep every digit
+//! with `round_floats = false`.
 
 use std::sync::Arc;
 
@@ -35,14 +37,14 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Sorts by `order_by` (or every sortable column) and rounds floats.
-fn canonical(df: DataFrame, order_by: &[String]) -> Result<DataFrame> {
+/// Sorts by `order_by` (or every sortable column) and rounds floats unless told not to.
+fn canonical(df: DataFrame, order_by: &[String], round_floats: bool) -> Result<DataFrame> {
     let schema = df.schema().clone();
     let mut projections = vec![];
     for field in schema.fields() {
         let c = col(datafusion::common::Column::from_name(field.name()));
         let e = match field.data_type() {
-            DataType::Float64 | DataType::Float32 => {
+            DataType::Float64 | DataType::Float32 if round_floats => {
                 datafusion::functions::math::expr_fn::round(vec![
                     c,
                     datafusion::logical_expr::lit(9_i64),
@@ -86,10 +88,13 @@ pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &s
             Ok(0)
         }
         Materialization::Table => {
-            let df = canonical(df, &model.config.order_by).map_err(|e| match e {
-                TransformError::DataFusion(source) => query_err(source),
-                other => other,
-            })?;
+            let df =
+                canonical(df, &model.config.order_by, model.config.round_floats).map_err(|e| {
+                    match e {
+                        TransformError::DataFusion(source) => query_err(source),
+                        other => other,
+                    }
+                })?;
             let folder = mart_folder(&model.name);
             let rows = write_parquet(lake, &format!("{folder}/part-0.parquet"), df)
                 .await

@@ -30,18 +30,36 @@ pub enum Materialization {
 }
 
 /// `<model>.toml`: the settings of a model.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     pub description: String,
     pub materialized: Materialization,
     /// Sort order of the written table (default: every non-nested column, in order).
     pub order_by: Vec<String>,
+    /// Round the written table's floats to 9 decimals (default true; see `materialize`).
+    /// Turn it off only where every float is computed row by row or by the exact `sum`,
+    /// so it is the same in every run anyway, and the digits matter downstream.
+    pub round_floats: bool,
     /// Column documentation: name -> meaning.
     pub columns: BTreeMap<String, String>,
     pub tests: Vec<DataTest>,
     /// `[publish]`: how a segment is published; read by `crmflow-publish`.
     pub publish: Option<toml::Table>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            description: String::new(),
+            materialized: Materialization::default(),
+            order_by: vec![],
+            round_floats: true,
+            columns: BTreeMap::new(),
+            tests: vec![],
+            publish: None,
+        }
+    }
 }
 
 /// One SQL model.
