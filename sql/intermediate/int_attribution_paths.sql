@@ -1,9 +1,11 @@
--- The path of every conversion after the job's path transform (`exposure`: collapse
--- consecutive repeats; `first`: first occurrence of each channel;
--- `remove_if_last_and_not_all`: drop trailing touches of the listed channels unless
--- the path has only those), renumbered 1..n, with the per-path figures the heuristic
--- models need on every touch: the path length, the time-decay weight and whether the
--- touch is the path's last non-direct one.
+-- The path of every conversion of the job's conversion types after the job's path
+-- transform (`exposure`: collapse consecutive repeats; `first`: first occurrence of
+-- each channel; `remove_if_last_and_not_all`: drop trailing touches of the listed
+-- channels unless the path has only those), renumbered 1..n, with the per-path figures
+-- the heuristic models need on every touch: the path length, the time-decay weight and
+-- whether the touch is the path's last non-direct one. A conversion with an empty path
+-- is one row with touch and position NULL, path_length 0, channel `(unattributed)`,
+-- decay_weight 1 and is_last_non_direct true: every model gives it credit 1 there.
 --
 -- No whole-partition windows and no join of the paths with their own totals:
 -- DataFusion gathers a whole-partition window's rows into one batch that cannot spill,
@@ -63,3 +65,13 @@ select conversion_id, conversion_type, customer_id, converted_at, value,
             else non_direct = 1 and non_direct_from_end = 1
        end as is_last_non_direct
 from forward
+union all
+-- Conversions with an empty path: the anti join's build side is one short row per
+-- conversion with a path.
+select c.conversion_id, c.conversion_type, c.customer_id, c.converted_at, c.value,
+       cast(null as varchar), arrow_cast(null, 'Timestamp(Microsecond, Some("UTC"))'), '(unattributed)', cast(null as varchar),
+       cast(null as bigint), cast(0 as bigint), 1.0, true
+from conversions c
+where c.conversion_type in ({{ var('conversion_types') }})
+  and not exists (select 1 from int_conversion_touches t
+                  where t.conversion_id = c.conversion_id and t.raw_position = 1)

@@ -19,6 +19,7 @@ use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{SortExpr, col};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crmflow_core::config::{EngineSettings, MemoryPoolKind};
@@ -239,6 +240,20 @@ pub fn register(state: &SessionState, name: &str, provider: Arc<dyn TableProvide
     Ok(())
 }
 
+/// The sort order a model's table was written in (`SORTED_BY_KEY` in its Parquet
+/// metadata), when every column it names is in the schema. Declared to DataFusion, it
+/// lets windows, sorts and merges downstream reuse the order instead of sorting again.
+fn recorded_sort_order(schema: &SchemaRef) -> Option<Vec<SortExpr>> {
+    let columns = schema.metadata().get(crate::materialize::SORTED_BY_KEY)?;
+    columns
+        .split(',')
+        .map(|name| {
+            schema.field_with_name(name).ok()?;
+            Some(col(datafusion::common::Column::from_name(name)).sort(true, true))
+        })
+        .collect()
+}
+
 /// A Parquet listing table over a lake folder.
 pub async fn lake_table(
     state: &SessionState,
@@ -246,8 +261,9 @@ pub async fn lake_table(
     table: &LakeTable,
 ) -> Result<Arc<dyn TableProvider>> {
     let url = ListingTableUrl::parse(lake.url_of(&table.folder))?;
-    let mut options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    // A model's table keeps its Parquet metadata: it records the order it was written in.
+    let format = ParquetFormat::default().with_skip_metadata(table.schema.is_some());
+    let mut options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
     if table.partitioned {
         options = options.with_table_partition_cols(vec![("dt".to_string(), DataType::Utf8)]);
     }
@@ -255,6 +271,9 @@ pub async fn lake_table(
         Some(s) => s.clone(),
         None => options.infer_schema(state, &url).await?,
     };
+    if let Some(order) = recorded_sort_order(&schema) {
+        options = options.with_file_sort_order(vec![order]);
+    }
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(schema);

@@ -25,6 +25,10 @@ use crate::engine::{LakeTable, lake_table, register};
 use crate::error::{Result, TransformError};
 use crate::models::{Materialization, Model};
 
+/// Key-value metadata key of a written table's sort order: its column names, joined by
+/// commas, each ascending with nulls first.
+pub const SORTED_BY_KEY: &str = "crmflow.sorted_by";
+
 /// Lake folder of a model's table.
 pub fn mart_folder(model: &str) -> String {
     format!("marts/{model}")
@@ -37,8 +41,13 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Sorts by `order_by` (or every sortable column) and rounds floats unless told not to.
-fn canonical(df: DataFrame, order_by: &[String], round_floats: bool) -> Result<DataFrame> {
+/// Sorts by `order_by` (or every sortable column) and rounds floats unless told not to;
+/// returns the sorted frame and the columns it is sorted by (ascending, nulls first).
+fn canonical(
+    df: DataFrame,
+    order_by: &[String],
+    round_floats: bool,
+) -> Result<(DataFrame, Vec<String>)> {
     let schema = df.schema().clone();
     let mut projections = vec![];
     for field in schema.fields() {
@@ -56,23 +65,24 @@ fn canonical(df: DataFrame, order_by: &[String], round_floats: bool) -> Result<D
         projections.push(e);
     }
     let df = df.select(projections)?;
-    let sort: Vec<SortExpr> = if order_by.is_empty() {
+    let sorted_by: Vec<String> = if order_by.is_empty() {
         schema
             .fields()
             .iter()
             .filter(|f| !f.data_type().is_nested())
-            .map(|f| col(datafusion::common::Column::from_name(f.name())).sort(true, true))
+            .map(|f| f.name().clone())
             .collect()
     } else {
-        order_by
-            .iter()
-            .map(|c| col(datafusion::common::Column::from_name(c)).sort(true, true))
-            .collect()
+        order_by.to_vec()
     };
-    if sort.is_empty() {
-        return Ok(df);
+    if sorted_by.is_empty() {
+        return Ok((df, sorted_by));
     }
-    Ok(df.sort(sort)?)
+    let sort: Vec<SortExpr> = sorted_by
+        .iter()
+        .map(|c| col(datafusion::common::Column::from_name(c)).sort(true, true))
+        .collect();
+    Ok((df.sort(sort)?, sorted_by))
 }
 
 /// Runs one model with its rendered SQL; returns the rows written (0 for a view).
@@ -88,15 +98,13 @@ pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &s
             Ok(0)
         }
         Materialization::Table => {
-            let df =
-                canonical(df, &model.config.order_by, model.config.round_floats).map_err(|e| {
-                    match e {
-                        TransformError::DataFusion(source) => query_err(source),
-                        other => other,
-                    }
+            let (df, sorted_by) = canonical(df, &model.config.order_by, model.config.round_floats)
+                .map_err(|e| match e {
+                    TransformError::DataFusion(source) => query_err(source),
+                    other => other,
                 })?;
             let folder = mart_folder(&model.name);
-            let rows = write_parquet(lake, &format!("{folder}/part-0.parquet"), df)
+            let rows = write_parquet(lake, &format!("{folder}/part-0.parquet"), df, &sorted_by)
                 .await
                 .map_err(|e| match e {
                     TransformError::DataFusion(source) => query_err(source),
@@ -115,9 +123,23 @@ pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &s
     }
 }
 
-/// Streams a DataFrame into one Parquet object; visible only once complete.
-pub async fn write_parquet(lake: &Lake, relative: &str, df: DataFrame) -> Result<u64> {
-    let schema = Arc::new(df.schema().as_arrow().clone());
+/// Streams a DataFrame into one Parquet object; visible only once complete. `sorted_by`
+/// (the columns the frame is sorted by, ascending, nulls first) is recorded in the
+/// file's key-value metadata under [`SORTED_BY_KEY`], so that readers can declare the
+/// order to DataFusion and skip sorts the file already satisfies.
+pub async fn write_parquet(
+    lake: &Lake,
+    relative: &str,
+    df: DataFrame,
+    sorted_by: &[String],
+) -> Result<u64> {
+    // Only our own key: metadata that came along from the tables read is dropped, so a
+    // sort order is never inherited from an input.
+    let mut metadata = std::collections::HashMap::new();
+    if !sorted_by.is_empty() {
+        metadata.insert(SORTED_BY_KEY.to_string(), sorted_by.join(","));
+    }
+    let schema = Arc::new(df.schema().as_arrow().clone().with_metadata(metadata));
     let mut stream = df.execute_stream().await?;
     let path = lake.path(relative);
     let write_err = |e: parquet::errors::ParquetError| TransformError::Write {
