@@ -149,6 +149,13 @@ SELECT count(*) FROM rfm"""
         ds, dmb, _ = duck(sql, threads)
         rows.append(dict(stage=name, crmflow_s=cs, crmflow_rss_mb=cmb, duckdb_s=ds, duckdb_rss_mb=dmb,
                          note="crmflow time includes process start, engine build and data tests"))
+    # Issue 5's figure: all seven attribution models (the heuristics and Markov's paths,
+    # chain and channel table) from conversions and touchpoints, in one process.
+    seven = ("int_conversion_touches,int_attribution_paths,attribution_credits,"
+             "attribution_paths,int_attribution_markov,attribution_by_channel")
+    cs, cmb, _ = timed([crmflow, "models", "--job", str(job), "run", "--select", seven, "--as-of", AS_OF], env=env)
+    rows.append(dict(stage="attribution, all 7 models", crmflow_s=cs, crmflow_rss_mb=cmb,
+                     note="paths, 6 heuristic models' credits, Markov paths and exact chain, by channel"))
     s, mb, n = stage("publish")
     rows.append(dict(stage="publish (9 feeds)", crmflow_s=s, crmflow_rss_mb=mb, rows=n))
     total = sum(r["crmflow_s"] for r in rows if r["stage"].startswith(("ingest (", "models (", "publish")))

@@ -85,11 +85,49 @@ fn canonical(
     Ok((df.sort(sort)?, sorted_by))
 }
 
+/// A context for one model with its `[datafusion]` settings on top of the job's. It
+/// shares the job context's catalog, so the table it writes is registered for all.
+fn model_context(ctx: &SessionContext, model: &Model) -> Result<SessionContext> {
+    let mut state = ctx.state();
+    for (key, value) in &model.config.datafusion {
+        state
+            .config_mut()
+            .options_mut()
+            .set(key, value)
+            .map_err(|e| TransformError::Setting {
+                setting: format!(
+                    "[datafusion] \"{key}\" of {}",
+                    model.path.with_extension("toml").display()
+                ),
+                message: format!("{e}; see DataFusion's configuration reference for the keys"),
+            })?;
+    }
+    Ok(SessionContext::new_with_state(state))
+}
+
 /// Runs one model with its rendered SQL; returns the rows written (0 for a view).
 pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &str) -> Result<u64> {
     let query_err = |source| TransformError::Query {
         model: model.name.clone(),
         source,
+    };
+    if model.config.materialized == Materialization::View && !model.config.datafusion.is_empty() {
+        return Err(TransformError::Setting {
+            setting: format!(
+                "[datafusion] of {}",
+                model.path.with_extension("toml").display()
+            ),
+            message: "a view is planned inside the models that read it, with their settings; \
+                      make the model a table or move the settings to the job"
+                .into(),
+        });
+    }
+    let own_ctx;
+    let ctx = if model.config.datafusion.is_empty() {
+        ctx
+    } else {
+        own_ctx = model_context(ctx, model)?;
+        &own_ctx
     };
     let df = ctx.sql(sql).await.map_err(query_err)?;
     match model.config.materialized {
@@ -160,4 +198,124 @@ pub async fn write_parquet(
     }
     writer.close().await.map_err(write_err)?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use datafusion::physical_plan::ExecutionPlanProperties;
+
+    use super::*;
+    use crate::engine::{EngineConfig, build_context};
+    use crate::models::ModelConfig;
+
+    fn model(name: &str, config: ModelConfig) -> Model {
+        Model {
+            name: name.into(),
+            path: PathBuf::from(format!("sql/marts/{name}.sql")),
+            layer: "marts".into(),
+            sql: String::new(),
+            config,
+            depends_on: vec![],
+        }
+    }
+
+    async fn context(dir: &std::path::Path) -> (SessionContext, Lake) {
+        let lake = Lake::open(dir.to_str().unwrap(), &BTreeMap::new()).unwrap();
+        let config = EngineConfig::default_for(chrono_tz::UTC);
+        (build_context(&config, &lake, &[], &[]).await.unwrap(), lake)
+    }
+
+    const SQL: &str = "SELECT * FROM (VALUES (2, 'b'), (1, 'a'), (3, 'c')) AS t(k, v)";
+
+    #[tokio::test]
+    async fn a_written_table_declares_the_order_it_was_written_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, lake) = context(dir.path()).await;
+        let config = ModelConfig {
+            order_by: vec!["k".into()],
+            ..ModelConfig::default()
+        };
+        assert_eq!(
+            run_model(&ctx, &lake, &model("m", config), SQL)
+                .await
+                .unwrap(),
+            3
+        );
+        let plan = ctx.sql("SELECT k, v FROM m").await.unwrap();
+        let plan = plan.create_physical_plan().await.unwrap();
+        let ordering = plan.output_ordering().map(|o| o.to_string());
+        assert_eq!(ordering.as_deref(), Some("k@0 ASC"));
+        // A query in that order needs no sort.
+        let sorted = ctx.sql("SELECT k, v FROM m ORDER BY k").await.unwrap();
+        let sorted = sorted.create_physical_plan().await.unwrap();
+        let text = datafusion::physical_plan::displayable(sorted.as_ref())
+            .indent(false)
+            .to_string();
+        assert!(!text.contains("SortExec"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_models_datafusion_settings_apply_and_a_bad_key_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, lake) = context(dir.path()).await;
+        let mut settings = BTreeMap::new();
+        settings.insert(
+            "datafusion.execution.target_partitions".to_string(),
+            "1".to_string(),
+        );
+        let config = ModelConfig {
+            datafusion: settings,
+            ..ModelConfig::default()
+        };
+        let one = model("one", config);
+        let own = model_context(&ctx, &one).unwrap();
+        assert_eq!(own.state().config().target_partitions(), 1);
+        assert_eq!(run_model(&ctx, &lake, &one, SQL).await.unwrap(), 3);
+        // The job's own context keeps its settings and sees the table written.
+        let job = EngineConfig::default_for(chrono_tz::UTC).target_partitions;
+        assert_eq!(ctx.state().config().target_partitions(), job);
+        let rows = ctx
+            .sql("SELECT count(*) FROM one")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(rows[0].num_rows(), 1);
+
+        let mut bad = BTreeMap::new();
+        bad.insert(
+            "datafusion.execution.no_such_key".to_string(),
+            "1".to_string(),
+        );
+        let config = ModelConfig {
+            datafusion: bad.clone(),
+            ..ModelConfig::default()
+        };
+        let err = run_model(&ctx, &lake, &model("bad", config), SQL)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no_such_key") && err.contains("sql/marts/bad.toml"),
+            "{err}"
+        );
+
+        let config = ModelConfig {
+            datafusion: bad,
+            materialized: Materialization::View,
+            ..ModelConfig::default()
+        };
+        let err = run_model(&ctx, &lake, &model("v", config), SQL)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sql/marts/v.toml") && err.contains("view"),
+            "{err}"
+        );
+    }
 }

@@ -41,6 +41,9 @@ pub struct ModelConfig {
     /// Turn it off only where every float is computed row by row or by the exact `sum`,
     /// so it is the same in every run anyway, and the digits matter downstream.
     pub round_floats: bool,
+    /// `[datafusion]`: DataFusion settings for this model's query only, on top of the
+    /// job's (`"datafusion.execution.target_partitions" = "1"`, ...). Tables only.
+    pub datafusion: BTreeMap<String, String>,
     /// Column documentation: name -> meaning.
     pub columns: BTreeMap<String, String>,
     pub tests: Vec<DataTest>,
@@ -55,6 +58,7 @@ impl Default for ModelConfig {
             materialized: Materialization::default(),
             order_by: vec![],
             round_floats: true,
+            datafusion: BTreeMap::new(),
             columns: BTreeMap::new(),
             tests: vec![],
             publish: None,
