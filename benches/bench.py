@@ -158,13 +158,84 @@ SELECT count(*) FROM rfm"""
                      note="paths, 6 heuristic models' credits, Markov paths and exact chain, by channel"))
     s, mb, n = stage("publish")
     rows.append(dict(stage="publish (9 feeds)", crmflow_s=s, crmflow_rss_mb=mb, rows=n))
-    total = sum(r["crmflow_s"] for r in rows if r["stage"].startswith(("ingest (", "models (", "publish")))
+    total = sum(r["crmflow_s"] for r in rows if r["stage"].startswith(("ingest (", "models (", "publish (9")))
     peak = max(r["crmflow_rss_mb"] or 0 for r in rows)
     rows.append(dict(stage="whole nightly job", crmflow_s=total, crmflow_rss_mb=peak))
+    rows.extend(publish_destinations(crmflow, work, customers, job, lake, env))
     for r in rows:
         if r.get("crmflow_s") and r.get("duckdb_s"):
             r["ratio"] = round(r["crmflow_s"] / r["duckdb_s"], 2)
     return dict(customers=customers, input_mb=round(mb_in, 1), stages=rows)
+
+
+BENCH_SEGMENT = "bench_feed"
+
+
+def create_bucket(endpoint, bucket):
+    """A bucket on moto's server (it accepts unsigned requests)."""
+    import http.client, urllib.parse
+    url = urllib.parse.urlparse(endpoint)
+    conn = http.client.HTTPConnection(url.hostname, url.port)
+    conn.request("PUT", f"/{bucket}")
+    status = conn.getresponse().status
+    if status != 200:
+        sys.exit(f"creating bucket {bucket} on {endpoint}: HTTP {status}")
+
+
+def publish_destinations(crmflow, work, customers, job, lake, env):
+    """Issue 7's figure: one segment of up to 1M customers (every customer of the lake,
+    on the email and ads channels: suppression, addresses, SHA-256 digests, a diff) published
+    to each kind of destination, each as its own `crmflow publish` process. The lake's
+    publication history of the segment is cleared before each, so each is a first publish."""
+    sql = work / "sql-bench"
+    shutil.rmtree(sql, ignore_errors=True)
+    shutil.copytree(REPO / "sql", sql)
+    (sql / "segments" / f"{BENCH_SEGMENT}.sql").write_text(
+        "-- Benchmark segment: up to 1M customers, whatever their consent.\n"
+        "select customer_id from customers order by customer_id limit 1000000\n")
+    (sql / "segments" / f"{BENCH_SEGMENT}.toml").write_text(textwrap.dedent("""\
+        description = "Benchmark segment (benches/bench.py): up to 1M customers."
+        order_by = ["customer_id"]
+
+        [publish]
+        channels = ["email", "ads"]
+        max_removed_share = 1.0
+        """))
+    base = job.read_text().replace(f'"{REPO / "sql"}"', f'"{sql}"')
+    bench_job = work / f"job-{customers}-publish.toml"
+    bench_job.write_text(base)
+    timed([crmflow, "models", "--job", str(bench_job), "run", "--select", BENCH_SEGMENT, "--as-of", AS_OF], env=env)
+    endpoint, pg = os.environ.get("CRMFLOW_TEST_S3_ENDPOINT"), os.environ.get("CRMFLOW_TEST_PG")
+    destinations = [("local folder", f'kind = "files"\nlocation = "{work / f"feeds-{customers}"}"')]
+    if endpoint:
+        bucket = f"crmflow-bench-{customers}"
+        create_bucket(endpoint, bucket)
+        destinations.append(("S3 (moto on loopback)", f'kind = "files"\nlocation = "s3://{bucket}/feeds"\n'
+            f'storage_options = {{ aws_endpoint = "{endpoint}", aws_allow_http = "true", aws_region = "us-east-1", '
+            f'aws_access_key_id = "bench", aws_secret_access_key = "bench" }}'))
+    if pg:
+        destinations.append(("PostgreSQL (binary COPY, swap)",
+                             f'kind = "postgres"\nurl_env = "CRMFLOW_TEST_PG"\nschema = "crmflow_bench_{customers}"'))
+    destinations.append(("Delta Lake", f'kind = "delta"\nlocation = "{work / f"delta-{customers}"}"'))
+    rows = []
+    for name, table in destinations:
+        shutil.rmtree(work / f"feeds-{customers}", ignore_errors=True)
+        shutil.rmtree(work / f"delta-{customers}", ignore_errors=True)
+        shutil.rmtree(lake / "publish" / BENCH_SEGMENT, ignore_errors=True)
+        dest_job = work / f"job-{customers}-publish-dest.toml"
+        dest_job.write_text(base + f'\n[[destinations]]\nname = "bench"\n{table}\n')
+        s, mb, _ = timed([crmflow, "publish", str(dest_job), "--as-of", AS_OF, "--segment", BENCH_SEGMENT], env=env)
+        recs = [json.loads(p.read_text()) for p in (lake / "_runs").glob("*.json")]
+        last = max(recs, key=lambda r: r["started_at"])
+        feeds = [p for p in last.get("publications", []) if p["segment"] == BENCH_SEGMENT]
+        if not feeds or any(p["status"] != "published" for p in feeds):
+            sys.exit(f"publish to {name}: {feeds}")
+        candidates = max(p["candidates"] for p in feeds)
+        published = sum(p["rows"] for p in feeds)
+        rows.append(dict(stage=f"publish {candidates:,}-row segment: {name}", crmflow_s=s, crmflow_rss_mb=mb,
+                         rows=published, rows_per_s=round(candidates / s),
+                         note="email and ads feeds; rows = contacts published in both"))
+    return rows
 
 
 def markdown(result):

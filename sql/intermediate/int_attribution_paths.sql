@@ -7,64 +7,58 @@
 -- is one row with touch and position NULL, path_length 0, channel `(unattributed)`,
 -- decay_weight 1 and is_last_non_direct true: every model gives it credit 1 there.
 --
--- No whole-partition windows and no join of the paths with their own totals:
--- DataFusion gathers a whole-partition window's rows into one batch that cannot spill,
--- and a hash join's build side cannot spill either, so at 1M customers both ran out of
--- memory. Every figure comes from two streaming windows over sorted input (sorts
--- spill): a backward pass counts and sums from the path's end, and the forward pass
--- reads the path's totals off its first row (`first_value` of the backward sums).
-with last_kept as (
-    select conversion_id,
-           max(case when channel not in ({{ var('path_transform_channels') }}) then raw_position end) as last_kept_position
-    from int_conversion_touches
-    group by conversion_id
-),
-flagged as (
-    select t.*, l.last_kept_position
-    from last_kept l  -- the small side first: it is the hash join's build side
-    join int_conversion_touches t on t.conversion_id = l.conversion_id
-),
-kept as (
+-- Every step streams over int_conversion_touches in its recorded order (conversion_id,
+-- raw_position), on one partition (`[datafusion]` in the .toml): the transform is a
+-- filter, `position` a row_number over that order, and the per-path figures an
+-- aggregate of consecutive rows. Joining the touches with their path's figures keeps the
+-- touches' order (the figures, one short row per conversion, are the hash join's build
+-- side). No window gathers a whole path (DataFusion gathers a whole-partition window's
+-- rows into one batch that cannot spill); the only sort is the written table's, as
+-- DataFusion cannot see the order through the union with the empty paths.
+with kept as (
     select conversion_id, conversion_type, customer_id, converted_at, value,
-           touch_id, touch_at, channel, campaign,
+           touch_id, touch_at, channel, campaign, raw_position,
            power(2.0, -(cast(date_part('epoch', converted_at) as double) - cast(date_part('epoch', touch_at) as double))
                  / ({{ var('half_life_days') }} * 86400.0)) as decay,
-           case when channel not in ('Direct', 'Internal') then 1 else 0 end as non_direct
-    from flagged
-    where case {{ var('path_transform') }}
-            when 'exposure' then previous_channel is null or previous_channel <> channel
-            when 'first' then channel_occurrence = 1
-            when 'remove_if_last_and_not_all' then last_kept_position is null or raw_position <= last_kept_position
+           channel not in ('Direct', 'Internal') as non_direct
+    from int_conversion_touches t
+    -- The transform's condition: DataFusion folds this `case` to the one branch of the
+    -- job's transform, so a transform not used costs nothing (not even its subquery).
+    where case
+            when {{ var('path_transform') }} = 'exposure' then previous_channel is null or previous_channel <> channel
+            -- the first occurrence of each channel in the path
+            when {{ var('path_transform') }} = 'first' then raw_position = (
+                select min(f.raw_position) from int_conversion_touches f
+                where f.conversion_id = t.conversion_id and f.channel = t.channel)
+            -- trailing touches of the listed channels go, unless the path has only those
+            when {{ var('path_transform') }} = 'remove_if_last_and_not_all' then coalesce(raw_position <= (
+                select max(case when k.channel not in ({{ var('path_transform_channels') }}) then k.raw_position end)
+                from int_conversion_touches k
+                where k.conversion_id = t.conversion_id), true)
             else true
           end
 ),
-backward as (
-    select *,
-           row_number() over from_end as position_from_end,
-           sum(decay) over from_end as decay_from_end,
-           sum(non_direct) over from_end as non_direct_from_end
+paths as (
+    select conversion_id,
+           count(*) as path_length,
+           sum(decay) as decay_total,
+           -- the last non-direct touch, or the last touch of a path of only Direct/Internal
+           coalesce(max(case when non_direct then raw_position end), max(raw_position)) as last_non_direct_raw
     from kept
-    window from_end as (partition by conversion_id order by touch_at desc, touch_id desc
-                        rows between unbounded preceding and current row)
+    group by conversion_id
 ),
-forward as (
-    select *,
-           row_number() over from_start as position,
-           first_value(decay_from_end) over from_start as decay_total,
-           first_value(non_direct_from_end) over from_start as non_direct_total
-    from backward
-    window from_start as (partition by conversion_id order by touch_at, touch_id
-                          rows between unbounded preceding and current row)
+numbered as (
+    select *, row_number() over (partition by conversion_id order by raw_position) as position
+    from kept
 )
-select conversion_id, conversion_type, customer_id, converted_at, value,
-       touch_id, touch_at, channel, campaign,
-       cast(position as bigint) as position,
-       cast(position + position_from_end - 1 as bigint) as path_length,
-       decay / decay_total as decay_weight,
-       case when non_direct_total = 0 then position_from_end = 1
-            else non_direct = 1 and non_direct_from_end = 1
-       end as is_last_non_direct
-from forward
+select t.conversion_id, t.conversion_type, t.customer_id, t.converted_at, t.value,
+       t.touch_id, t.touch_at, t.channel, t.campaign,
+       cast(t.position as bigint) as position,
+       p.path_length,
+       t.decay / p.decay_total as decay_weight,
+       t.raw_position = p.last_non_direct_raw as is_last_non_direct
+from paths p  -- the small side first: it is the hash join's build side
+join numbered t on t.conversion_id = p.conversion_id
 union all
 -- Conversions with an empty path: the anti join's build side is one short row per
 -- conversion with a path.

@@ -4,8 +4,7 @@
 select c.conversion_id, c.conversion_type, c.customer_id, c.converted_at, c.value,
            t.touch_id, t.touch_at, t.channel, t.campaign,
            row_number() over (partition by c.conversion_id order by t.touch_at, t.touch_id) as raw_position,
-           lag(t.channel) over (partition by c.conversion_id order by t.touch_at, t.touch_id) as previous_channel,
-           row_number() over (partition by c.conversion_id, t.channel order by t.touch_at, t.touch_id) as channel_occurrence
+           lag(t.channel) over (partition by c.conversion_id order by t.touch_at, t.touch_id) as previous_channel
     from conversions c
     join touchpoints t
       on t.customer_id = c.customer_id

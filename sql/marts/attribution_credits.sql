@@ -13,20 +13,22 @@ with expanded as (
 ),
 weights as (
     select *,
-           case when path_length = 0 then 1.0 else case model
-             when 'first_touch' then case when position = 1 then 1.0 else 0.0 end
-             when 'last_touch' then case when position = path_length then 1.0 else 0.0 end
-             when 'last_non_direct' then case when is_last_non_direct then 1.0 else 0.0 end
-             when 'linear' then 1.0 / path_length
-             when 'position_based' then
+           case
+             -- an empty path: its one `(unattributed)` row takes the whole credit
+             when path_length = 0 then 1.0
+             when model = 'first_touch' then case when position = 1 then 1.0 else 0.0 end
+             when model = 'last_touch' then case when position = path_length then 1.0 else 0.0 end
+             when model = 'last_non_direct' then case when is_last_non_direct then 1.0 else 0.0 end
+             when model = 'linear' then 1.0 / path_length
+             when model = 'time_decay' then decay_weight
+             when model = 'position_based' then
                   case when path_length = 1 then 1.0
                        when path_length = 2 then 0.5
                        when position = 1 then {{ var('position_first') }}
                        when position = path_length then {{ var('position_last') }}
                        else (1.0 - {{ var('position_first') }} - {{ var('position_last') }}) / (path_length - 2)
                   end
-             when 'time_decay' then decay_weight
-           end end as credit
+           end as credit
     from expanded
 )
 select conversion_id, conversion_type, customer_id, converted_at, model, touch_id,

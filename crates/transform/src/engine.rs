@@ -98,6 +98,25 @@ pub struct SeedTable {
     pub path: PathBuf,
 }
 
+/// Sets DataFusion options by full key (`datafusion.execution.batch_size`, ...); a bad
+/// key or value is a [`TransformError::Setting`] named by `setting_name(key)`, so the
+/// message points at the job or model file the setting came from.
+pub(crate) fn apply_options<'a>(
+    options: &mut datafusion::config::ConfigOptions,
+    settings: impl IntoIterator<Item = (&'a str, &'a str)>,
+    setting_name: impl Fn(&str) -> String,
+) -> Result<()> {
+    for (key, value) in settings {
+        options
+            .set(key, value)
+            .map_err(|e| TransformError::Setting {
+                setting: setting_name(key),
+                message: format!("{e}; see DataFusion's configuration reference for the keys"),
+            })?;
+    }
+    Ok(())
+}
+
 /// Builds the session state: functions, object store, the given lake tables and seeds.
 pub async fn build_session_state(
     config: &EngineConfig,
@@ -134,15 +153,11 @@ pub async fn build_session_state(
     // filled the pool (100k-customer benchmark, `attribution_credits`, 5.4M rows). Window
     // and join sorts stay parallel.
     session_config.options_mut().optimizer.repartition_sorts = false;
-    for (key, value) in &config.options {
-        session_config
-            .options_mut()
-            .set(key, value)
-            .map_err(|e| TransformError::Setting {
-                setting: format!("engine.datafusion.\"{key}\""),
-                message: format!("{e}; see DataFusion's configuration reference for the keys"),
-            })?;
-    }
+    apply_options(
+        session_config.options_mut(),
+        config.options.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        |key| format!("engine.datafusion.\"{key}\""),
+    )?;
 
     // No listing or statistics caches: the lake's objects are replaced in place
     // (`part-0.parquet` of a rebuilt model), and a cached listing would describe the

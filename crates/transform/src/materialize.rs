@@ -89,19 +89,15 @@ fn canonical(
 /// shares the job context's catalog, so the table it writes is registered for all.
 fn model_context(ctx: &SessionContext, model: &Model) -> Result<SessionContext> {
     let mut state = ctx.state();
-    for (key, value) in &model.config.datafusion {
-        state
-            .config_mut()
-            .options_mut()
-            .set(key, value)
-            .map_err(|e| TransformError::Setting {
-                setting: format!(
-                    "[datafusion] \"{key}\" of {}",
-                    model.path.with_extension("toml").display()
-                ),
-                message: format!("{e}; see DataFusion's configuration reference for the keys"),
-            })?;
-    }
+    crate::engine::apply_options(
+        state.config_mut().options_mut(),
+        model
+            .config
+            .datafusion
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+        |key| model.datafusion_setting_name(key),
+    )?;
     Ok(SessionContext::new_with_state(state))
 }
 
@@ -111,17 +107,6 @@ pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &s
         model: model.name.clone(),
         source,
     };
-    if model.config.materialized == Materialization::View && !model.config.datafusion.is_empty() {
-        return Err(TransformError::Setting {
-            setting: format!(
-                "[datafusion] of {}",
-                model.path.with_extension("toml").display()
-            ),
-            message: "a view is planned inside the models that read it, with their settings; \
-                      make the model a table or move the settings to the job"
-                .into(),
-        });
-    }
     let own_ctx;
     let ctx = if model.config.datafusion.is_empty() {
         ctx
@@ -230,6 +215,84 @@ mod tests {
 
     const SQL: &str = "SELECT * FROM (VALUES (2, 'b'), (1, 'a'), (3, 'c')) AS t(k, v)";
 
+    /// Spill files written by `plan` and its children, from their metrics.
+    fn spills(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> usize {
+        let own = plan.metrics().and_then(|m| m.spill_count()).unwrap_or(0);
+        own + plan
+            .children()
+            .iter()
+            .map(|c| spills(c.as_ref()))
+            .sum::<usize>()
+    }
+
+    #[tokio::test]
+    async fn a_model_over_more_data_than_the_pool_spills_and_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), &BTreeMap::new()).unwrap();
+        let spill_dir = dir.path().join("spill");
+        let config = EngineConfig {
+            memory_limit: Some(32 << 20),
+            spill_dir: Some(spill_dir.clone()),
+            target_partitions: 2,
+            ..EngineConfig::default_for(chrono_tz::UTC)
+        };
+        let ctx = build_context(&config, &lake, &[], &[]).await.unwrap();
+        // 3M input rows and 1M groups with 40-byte strings (~100 MB): well over the 32 MB
+        // pool for the aggregation and again for the sort of the written table.
+        let sql = "SELECT value % 1000000 AS k, count(*) AS n, \
+                   max(concat('customer-', CAST(value AS VARCHAR), '-with-some-padding')) AS v \
+                   FROM generate_series(1, 3000000) GROUP BY value % 1000000";
+        let m = model(
+            "big",
+            ModelConfig {
+                order_by: vec!["k".into()],
+                ..ModelConfig::default()
+            },
+        );
+        assert_eq!(run_model(&ctx, &lake, &m, sql).await.unwrap(), 1_000_000);
+
+        // Every group once, complete, in the written order.
+        let check = ctx
+            .sql("SELECT count(*) AS rows, sum(n) AS total, min(k) AS lo, max(k) AS hi FROM big")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&check)
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains("| 1000000 | 3000000 | 0  | 999999 |"),
+            "{text}"
+        );
+        let unsorted = ctx
+            .sql("SELECT count(*) FROM (SELECT k, lag(k) OVER () AS prev FROM big) WHERE k <= prev")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&unsorted)
+            .unwrap()
+            .to_string();
+        assert!(text.contains("| 0 "), "rows out of order: {text}");
+
+        // The same query did spill, into the configured folder.
+        let df = ctx.sql(sql).await.unwrap();
+        let df = df.sort(vec![col("k").sort(true, true)]).unwrap();
+        let plan = df.create_physical_plan().await.unwrap();
+        datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx())
+            .await
+            .unwrap();
+        assert!(spills(plan.as_ref()) > 0, "nothing spilled");
+        let dirs = ctx.runtime_env().disk_manager.temp_dir_paths();
+        assert!(
+            !dirs.is_empty() && dirs.iter().all(|d| d.starts_with(&spill_dir)),
+            "{dirs:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_written_table_declares_the_order_it_was_written_in() {
         let dir = tempfile::tempdir().unwrap();
@@ -258,7 +321,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_models_datafusion_settings_apply_and_a_bad_key_names_its_file() {
+    async fn a_models_datafusion_settings_apply_to_its_query_only() {
         let dir = tempfile::tempdir().unwrap();
         let (ctx, lake) = context(dir.path()).await;
         let mut settings = BTreeMap::new();
@@ -285,37 +348,5 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows[0].num_rows(), 1);
-
-        let mut bad = BTreeMap::new();
-        bad.insert(
-            "datafusion.execution.no_such_key".to_string(),
-            "1".to_string(),
-        );
-        let config = ModelConfig {
-            datafusion: bad.clone(),
-            ..ModelConfig::default()
-        };
-        let err = run_model(&ctx, &lake, &model("bad", config), SQL)
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("no_such_key") && err.contains("sql/marts/bad.toml"),
-            "{err}"
-        );
-
-        let config = ModelConfig {
-            datafusion: bad,
-            materialized: Materialization::View,
-            ..ModelConfig::default()
-        };
-        let err = run_model(&ctx, &lake, &model("v", config), SQL)
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("sql/marts/v.toml") && err.contains("view"),
-            "{err}"
-        );
     }
 }

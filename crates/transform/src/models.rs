@@ -66,6 +66,38 @@ impl Default for ModelConfig {
     }
 }
 
+/// A model's `[datafusion]` table is checked when the models are loaded, so a bad key
+/// or a view with settings is a configuration error naming the `.toml` and its line,
+/// before anything runs.
+fn check_datafusion_settings(config: &ModelConfig, path: &Path, text: &str) -> Result<()> {
+    if config.datafusion.is_empty() {
+        return Ok(());
+    }
+    if config.materialized == Materialization::View {
+        return Err(TransformError::Model {
+            file: path.to_path_buf(),
+            line: line_of_word(text, "[datafusion]"),
+            message: "[datafusion] settings on a view: a view is planned inside the models \
+                      that read it, with their settings; make the model a table or move the \
+                      settings to the job's [engine.datafusion]"
+                .into(),
+        });
+    }
+    let mut options = datafusion::config::ConfigOptions::default();
+    for (key, value) in &config.datafusion {
+        if let Err(e) = options.set(key, value) {
+            return Err(TransformError::Model {
+                file: path.to_path_buf(),
+                line: line_of_word(text, key),
+                message: format!(
+                    "[datafusion] \"{key}\": {e}; see DataFusion's configuration reference for the keys"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// One SQL model.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -77,6 +109,16 @@ pub struct Model {
     pub config: ModelConfig,
     /// Models, seeds and sources this model reads, sorted.
     pub depends_on: Vec<String>,
+}
+
+impl Model {
+    /// How a key of this model's `[datafusion]` table is named in errors.
+    pub fn datafusion_setting_name(&self, key: &str) -> String {
+        format!(
+            "[datafusion] \"{key}\" of {}",
+            self.path.with_extension("toml").display()
+        )
+    }
 }
 
 /// A CSV seed table.
@@ -204,8 +246,12 @@ impl Project {
                 "sql" => {
                     let sql = std::fs::read_to_string(&path).map_err(io_err)?;
                     let config_path = path.with_extension("toml");
+                    let text = if config_path.exists() {
+                        std::fs::read_to_string(&config_path).map_err(io_err)?
+                    } else {
+                        String::new()
+                    };
                     let config = if config_path.exists() {
-                        let text = std::fs::read_to_string(&config_path).map_err(io_err)?;
                         toml::from_str::<ModelConfig>(&text).map_err(|e| {
                             let line = e
                                 .span()
@@ -220,6 +266,7 @@ impl Project {
                     } else {
                         ModelConfig::default()
                     };
+                    check_datafusion_settings(&config, &config_path, &text)?;
                     if let Some(previous) = models.get(&stem).map(|m: &Model| m.path.clone()) {
                         return Err(TransformError::Model {
                             file: path,
@@ -505,6 +552,39 @@ mod tests {
             err.contains("a.sql:2:") && err.contains("missing_table"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn datafusion_settings_are_checked_when_loading() {
+        let sql = ("marts/a.sql", "select * from orders");
+        let good = "[datafusion]\n\"datafusion.execution.target_partitions\" = \"1\"\n";
+        let p = project(&[sql, ("marts/a.toml", good)]).unwrap();
+        assert_eq!(p.models["a"].config.datafusion.len(), 1);
+
+        let bad_key =
+            "description = \"x\"\n[datafusion]\n\"datafusion.execution.no_such_key\" = \"1\"\n";
+        let err = project(&[sql, ("marts/a.toml", bad_key)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.toml:3:") && err.contains("no_such_key"),
+            "{err}"
+        );
+
+        let bad_value = "[datafusion]\n\"datafusion.execution.batch_size\" = \"many\"\n";
+        let err = project(&[sql, ("marts/a.toml", bad_value)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.toml:2:") && err.contains("batch_size"),
+            "{err}"
+        );
+
+        let view = "materialized = \"view\"\n\n[datafusion]\n\"datafusion.execution.target_partitions\" = \"1\"\n";
+        let err = project(&[sql, ("marts/a.toml", view)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a.toml:3:") && err.contains("view"), "{err}");
     }
 
     #[test]
