@@ -225,6 +225,14 @@ mod tests {
             .sum::<usize>()
     }
 
+    /// A query's result as a pretty-printed table.
+    async fn table_text(ctx: &SessionContext, sql: &str) -> String {
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string()
+    }
+
     #[tokio::test]
     async fn a_model_over_more_data_than_the_pool_spills_and_finishes() {
         let dir = tempfile::tempdir().unwrap();
@@ -252,30 +260,20 @@ mod tests {
         assert_eq!(run_model(&ctx, &lake, &m, sql).await.unwrap(), 1_000_000);
 
         // Every group once, complete, in the written order.
-        let check = ctx
-            .sql("SELECT count(*) AS rows, sum(n) AS total, min(k) AS lo, max(k) AS hi FROM big")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(&check)
-            .unwrap()
-            .to_string();
+        let text = table_text(
+            &ctx,
+            "SELECT count(*) AS rows, sum(n) AS total, min(k) AS lo, max(k) AS hi FROM big",
+        )
+        .await;
         assert!(
             text.contains("| 1000000 | 3000000 | 0  | 999999 |"),
             "{text}"
         );
-        let unsorted = ctx
-            .sql("SELECT count(*) FROM (SELECT k, lag(k) OVER () AS prev FROM big) WHERE k <= prev")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(&unsorted)
-            .unwrap()
-            .to_string();
+        let text = table_text(
+            &ctx,
+            "SELECT count(*) FROM (SELECT k, lag(k) OVER () AS prev FROM big) WHERE k <= prev",
+        )
+        .await;
         assert!(text.contains("| 0 "), "rows out of order: {text}");
 
         // The same query did spill, into the configured folder.

@@ -85,15 +85,14 @@ fn check_datafusion_settings(config: &ModelConfig, path: &Path, text: &str) -> R
     }
     let mut options = datafusion::config::ConfigOptions::default();
     for (key, value) in &config.datafusion {
-        if let Err(e) = options.set(key, value) {
-            return Err(TransformError::Model {
-                file: path.to_path_buf(),
-                line: line_of_word(text, key),
-                message: format!(
-                    "[datafusion] \"{key}\": {e}; see DataFusion's configuration reference for the keys"
-                ),
-            });
-        }
+        crate::engine::apply_options(&mut options, [(key.as_str(), value.as_str())], |key| {
+            format!("[datafusion] \"{key}\"")
+        })
+        .map_err(|e| TransformError::Model {
+            file: path.to_path_buf(),
+            line: line_of_word(text, key),
+            message: e.to_string(),
+        })?;
     }
     Ok(())
 }
@@ -251,21 +250,18 @@ impl Project {
                     } else {
                         String::new()
                     };
-                    let config = if config_path.exists() {
-                        toml::from_str::<ModelConfig>(&text).map_err(|e| {
-                            let line = e
-                                .span()
-                                .map(|s| text[..s.start].matches('\n').count() + 1)
-                                .unwrap_or(1);
-                            TransformError::Model {
-                                file: config_path.clone(),
-                                line,
-                                message: e.message().to_string(),
-                            }
-                        })?
-                    } else {
-                        ModelConfig::default()
-                    };
+                    // No .toml reads as an empty one: every setting at its default.
+                    let config = toml::from_str::<ModelConfig>(&text).map_err(|e| {
+                        let line = e
+                            .span()
+                            .map(|s| text[..s.start].matches('\n').count() + 1)
+                            .unwrap_or(1);
+                        TransformError::Model {
+                            file: config_path.clone(),
+                            line,
+                            message: e.message().to_string(),
+                        }
+                    })?;
                     check_datafusion_settings(&config, &config_path, &text)?;
                     if let Some(previous) = models.get(&stem).map(|m: &Model| m.path.clone()) {
                         return Err(TransformError::Model {
@@ -561,29 +557,26 @@ mod tests {
         let p = project(&[sql, ("marts/a.toml", good)]).unwrap();
         assert_eq!(p.models["a"].config.datafusion.len(), 1);
 
-        let bad_key =
-            "description = \"x\"\n[datafusion]\n\"datafusion.execution.no_such_key\" = \"1\"\n";
-        let err = project(&[sql, ("marts/a.toml", bad_key)])
-            .unwrap_err()
-            .to_string();
+        let error_of = |toml: &str| {
+            project(&[sql, ("marts/a.toml", toml)])
+                .unwrap_err()
+                .to_string()
+        };
+        let err = error_of(
+            "description = \"x\"\n[datafusion]\n\"datafusion.execution.no_such_key\" = \"1\"\n",
+        );
         assert!(
             err.contains("a.toml:3:") && err.contains("no_such_key"),
             "{err}"
         );
-
-        let bad_value = "[datafusion]\n\"datafusion.execution.batch_size\" = \"many\"\n";
-        let err = project(&[sql, ("marts/a.toml", bad_value)])
-            .unwrap_err()
-            .to_string();
+        let err = error_of("[datafusion]\n\"datafusion.execution.batch_size\" = \"many\"\n");
         assert!(
             err.contains("a.toml:2:") && err.contains("batch_size"),
             "{err}"
         );
-
-        let view = "materialized = \"view\"\n\n[datafusion]\n\"datafusion.execution.target_partitions\" = \"1\"\n";
-        let err = project(&[sql, ("marts/a.toml", view)])
-            .unwrap_err()
-            .to_string();
+        let err = error_of(
+            "materialized = \"view\"\n\n[datafusion]\n\"datafusion.execution.target_partitions\" = \"1\"\n",
+        );
         assert!(err.contains("a.toml:3:") && err.contains("view"), "{err}");
     }
 
