@@ -57,6 +57,12 @@ def size_mb(paths):
     return sum(p.stat().st_size for p in paths) / 1e6
 
 
+def last_run_record(lake):
+    """The run record of the latest run on this lake (`<lake>/_runs/*.json`)."""
+    records = [json.loads(p.read_text()) for p in (lake / "_runs").glob("*.json")]
+    return max(records, key=lambda r: r["started_at"])
+
+
 def bench_scale(crmflow, customers, work, threads):
     rows = []
     data, lake = work / f"data-{customers}", work / f"lake-{customers}"
@@ -70,9 +76,7 @@ def bench_scale(crmflow, customers, work, threads):
 
     def stage(name):
         s, mb, _ = timed([crmflow, "run", str(job), "--as-of", AS_OF, "--stage", name], env=env)
-        rec = sorted((lake / "_runs").glob("*.json"))
-        recs = [json.loads(p.read_text()) for p in rec]
-        last = max(recs, key=lambda r: r["started_at"])
+        last = last_run_record(lake)
         n = sum(st["rows"] for st in last["stages"])
         return s, mb, n
 
@@ -225,8 +229,7 @@ def publish_destinations(crmflow, work, customers, job, lake, env):
         dest_job = work / f"job-{customers}-publish-dest.toml"
         dest_job.write_text(base + f'\n[[destinations]]\nname = "bench"\n{table}\n')
         s, mb, _ = timed([crmflow, "publish", str(dest_job), "--as-of", AS_OF, "--segment", BENCH_SEGMENT], env=env)
-        recs = [json.loads(p.read_text()) for p in (lake / "_runs").glob("*.json")]
-        last = max(recs, key=lambda r: r["started_at"])
+        last = last_run_record(lake)
         feeds = [p for p in last.get("publications", []) if p["segment"] == BENCH_SEGMENT]
         if not feeds or any(p["status"] != "published" for p in feeds):
             sys.exit(f"publish to {name}: {feeds}")
