@@ -128,6 +128,14 @@ const OFFSET_FORMATS: &[&str] = &[
 /// earlier instant, a non-existent one (spring gap) is unparseable.
 pub fn timestamp_micros(raw: &str, tz: Tz) -> Option<i64> {
     let value = text(raw)?;
+    match iso_timestamp_micros(value.as_bytes(), tz) {
+        Some(parsed) => parsed,
+        None => timestamp_micros_by_formats(value, tz),
+    }
+}
+
+/// [`timestamp_micros`] of a trimmed value by chrono's parser and the format lists.
+fn timestamp_micros_by_formats(value: &str, tz: Tz) -> Option<i64> {
     if (value.ends_with('Z') || value.ends_with("+00:00"))
         && let Ok(dt) = DateTime::parse_from_rfc3339(value)
     {
@@ -144,6 +152,82 @@ pub fn timestamp_micros(raw: &str, tz: Tz) -> Option<i64> {
         }
     }
     None
+}
+
+/// The fast path of [`timestamp_micros`] for the shapes nearly every export writes:
+/// `YYYY-MM-DD[ T]HH:MM:SS`, an optional fraction of 1 to 9 digits, then nothing (local
+/// time), `Z`, `±HH:MM` (after `T`) or ` ±HHMM` (after a space, Shopify). `None`: not
+/// one of these shapes, the format list decides; `Some(result)`: exactly what the
+/// format list would return (a property test holds the two paths equal).
+fn iso_timestamp_micros(v: &[u8], tz: Tz) -> Option<Option<i64>> {
+    let digit = |i: usize| -> Option<u32> {
+        let d = v.get(i)?.wrapping_sub(b'0');
+        (d < 10).then_some(u32::from(d))
+    };
+    let two = |i: usize| -> Option<u32> { Some(digit(i)? * 10 + digit(i + 1)?) };
+    if v.len() < 19 || v[4] != b'-' || v[7] != b'-' || v[13] != b':' || v[16] != b':' {
+        return None;
+    }
+    let t_separator = match v[10] {
+        b'T' => true,
+        b' ' => false,
+        _ => return None,
+    };
+    let year = two(0)? * 100 + two(2)?;
+    let (month, day) = (two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
+    if second > 59 {
+        return None; // a leap second: the format list's rules apply
+    }
+    let mut rest = &v[19..];
+    let mut nanos = 0u32;
+    let mut nanos_digits = 0;
+    if let Some((b'.', fraction)) = rest.split_first() {
+        let digits = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        for b in &fraction[..digits] {
+            nanos = nanos * 10 + u32::from(b - b'0');
+        }
+        nanos *= 10u32.pow(9 - digits as u32);
+        nanos_digits = digits;
+        rest = &fraction[digits..];
+    }
+    let offset_seconds = match rest {
+        [] => None,
+        [b'Z'] if t_separator => Some(0),
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] if t_separator => {
+            Some(signed_offset(*sign, [*h1, *h2, *m1, *m2])?)
+        }
+        [b' ', sign @ (b'+' | b'-'), h1, h2, m1, m2] if !t_separator && nanos_digits == 0 => {
+            Some(signed_offset(*sign, [*h1, *h2, *m1, *m2])?)
+        }
+        _ => return None,
+    };
+    let Some(naive) = NaiveDate::from_ymd_opt(year as i32, month, day)
+        .and_then(|d| d.and_hms_nano_opt(hour, minute, second, nanos))
+    else {
+        return Some(None);
+    };
+    Some(match offset_seconds {
+        None => local_to_utc_micros(naive, tz),
+        Some(offset) => Some(naive.and_utc().timestamp_micros() - i64::from(offset) * 1_000_000),
+    })
+}
+
+/// `±HHMM` as seconds east of UTC; `None` when not digits or out of chrono's range.
+fn signed_offset(sign: u8, hhmm: [u8; 4]) -> Option<i32> {
+    if !hhmm.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let d = |i: usize| i32::from(hhmm[i] - b'0');
+    let (hours, minutes) = (d(0) * 10 + d(1), d(2) * 10 + d(3));
+    if minutes > 59 || hours > 23 {
+        return None;
+    }
+    let seconds = hours * 3600 + minutes * 60;
+    Some(if sign == b'-' { -seconds } else { seconds })
 }
 
 /// Interprets a naive local time in `tz`, see [`timestamp_micros`].
@@ -190,6 +274,7 @@ pub fn start_of_day_micros(day: NaiveDate, tz: Tz) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const MSK: Tz = chrono_tz::Europe::Moscow;
 
@@ -332,6 +417,61 @@ mod tests {
             let _ = integer(&s);
             let _ = timestamp_micros(&s, MSK);
             let _ = date(&s);
+        }
+
+    }
+
+    proptest::proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The fast path agrees with chrono's format list on every shape near the ones
+        /// it takes: valid and invalid calendar values, DST gaps and overlaps (Berlin),
+        /// fractions of 0 to 10 digits, every offset spelling and separator.
+        #[test]
+        fn fast_timestamps_equal_the_format_list(
+            year in prop_oneof![Just(2026u32), 0u32..10000],
+            month in 0u32..14, day in 0u32..33, hour in 0u32..26, minute in 0u32..61,
+            second in 0u32..62,
+            separator in prop_oneof![4 => Just("T"), 4 => Just(" "), 1 => Just("t"), 1 => Just("_")],
+            fraction in prop_oneof![Just(String::new()), "\\.[0-9]{0,10}", "\\.[0-9a]{1,3}"],
+            offset in prop_oneof![
+                Just(String::new()), Just("Z".to_string()), Just("z".to_string()),
+                "[+-][0-2][0-9]:[0-6][0-9]", " [+-][0-2][0-9][0-6][0-9]",
+                "[+-][0-2][0-9][0-6][0-9]", " [+-][0-2][0-9]:[0-6][0-9]", " Z", "[+-]0[0-9]:?",
+            ],
+            tz in prop_oneof![Just(MSK), Just(chrono_tz::Europe::Berlin), Just(chrono_tz::UTC)],
+        ) {
+            let raw = format!(
+                "{year:04}-{month:02}-{day:02}{separator}{hour:02}:{minute:02}:{second:02}{fraction}{offset}"
+            );
+            let fast = iso_timestamp_micros(raw.as_bytes(), tz);
+            if let Some(fast) = fast {
+                proptest::prop_assert_eq!(fast, timestamp_micros_by_formats(&raw, tz), "{}", raw);
+            }
+            proptest::prop_assert_eq!(timestamp_micros(&raw, tz), timestamp_micros_by_formats(&raw, tz));
+        }
+    }
+
+    #[test]
+    fn fast_timestamps_take_the_common_shapes() {
+        for raw in [
+            "2026-11-20 14:03:11",
+            "2026-11-20T14:03:11",
+            "2026-11-20T14:03:11.123456",
+            "2026-11-20 14:03:11.5",
+            "2026-11-20T14:03:11Z",
+            "2026-11-20T14:03:11.250Z",
+            "2026-11-20T14:03:11+03:00",
+            "2026-11-20 14:03:11 +0300",
+            "2026-03-29 02:30:00",
+        ] {
+            let fast = iso_timestamp_micros(raw.as_bytes(), chrono_tz::Europe::Berlin);
+            assert!(fast.is_some(), "{raw} not on the fast path");
+            assert_eq!(
+                fast.flatten(),
+                timestamp_micros_by_formats(raw, chrono_tz::Europe::Berlin),
+                "{raw}"
+            );
         }
     }
 }

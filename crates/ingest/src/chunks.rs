@@ -500,15 +500,39 @@ fn step(state: State, b: u8, delimiter: u8) -> (State, bool) {
 }
 
 /// The position after the last record end (`\n` outside quotes) of quoted delimited
-/// bytes that start on a record boundary.
+/// bytes that start on a record boundary: the states of [`step`], but jumping from one
+/// quote or line end to the next with `memchr` instead of visiting every byte (a quote
+/// opens a quoted field only at a field's start; `""` inside one is an escaped quote).
 fn last_record_end(bytes: &[u8], delimiter: u8) -> Option<usize> {
-    let mut state = State::FieldStart;
     let mut last = None;
-    for (i, &b) in bytes.iter().enumerate() {
-        let (next, ends) = step(state, b, delimiter);
-        state = next;
-        if ends {
-            last = Some(i + 1);
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(found) = memchr::memchr2(b'"', b'\n', &bytes[at..]) else {
+            break;
+        };
+        let p = at + found;
+        if bytes[p] == b'\n' {
+            last = Some(p + 1);
+            at = p + 1;
+            continue;
+        }
+        at = p + 1;
+        let field_start = p == 0 || bytes[p - 1] == delimiter || bytes[p - 1] == b'\n';
+        if !field_start {
+            continue; // a quote inside an unquoted field is text
+        }
+        // Inside a quoted field until a quote not followed by another quote.
+        loop {
+            let Some(q) = memchr::memchr(b'"', &bytes[at..]) else {
+                return last; // the field runs past the end: no record end after it
+            };
+            let q = at + q;
+            if bytes.get(q + 1) == Some(&b'"') {
+                at = q + 2;
+            } else {
+                at = q + 1;
+                break;
+            }
         }
     }
     last
@@ -589,6 +613,37 @@ pub fn file_stream(path: std::path::PathBuf, name: String) -> BoxStream<'static,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`last_record_end`] by visiting every byte with [`step`] (the reference).
+    fn last_record_end_by_states(bytes: &[u8], delimiter: u8) -> Option<usize> {
+        let mut state = State::FieldStart;
+        let mut last = None;
+        for (i, &b) in bytes.iter().enumerate() {
+            let (next, ends) = step(state, b, delimiter);
+            state = next;
+            if ends {
+                last = Some(i + 1);
+            }
+        }
+        last
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// The memchr scan finds the record end the byte-by-byte states find, on text
+        /// made of quotes, line ends, delimiters and letters.
+        #[test]
+        fn record_end_scan_equals_the_states(text in "[\"\n,;a]{0,40}") {
+            for delimiter in [b',', b';'] {
+                proptest::prop_assert_eq!(
+                    last_record_end(text.as_bytes(), delimiter),
+                    last_record_end_by_states(text.as_bytes(), delimiter),
+                    "{:?}", text
+                );
+            }
+        }
+    }
 
     fn chunks(text: &[u8], framing: Framing, size: usize, piece: usize) -> Vec<ChunkText> {
         let rt = tokio::runtime::Builder::new_current_thread()

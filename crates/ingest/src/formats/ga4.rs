@@ -19,6 +19,7 @@
 //! city (of the earliest event). Events of the same microsecond are ordered by file,
 //! then line; the lineage columns name the earliest event; the business date is its.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -27,8 +28,9 @@ use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondT
 
 use arrow::datatypes::{DataType, Field, Schema};
 use crmflow_core::normalize::{date, date32, text};
-use serde_json::Value;
+use serde::Deserialize;
 
+use super::json::{Obj, Scalar, Seq, scalar_fields};
 use super::{Format, ParseOptions};
 use crate::chunks::{Chunk, Framing};
 use crate::error::{IngestError, Result};
@@ -180,48 +182,146 @@ impl Ga4 {
     }
 }
 
-fn path<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
-    keys.iter().try_fold(v, |v, k| v.get(k))
+/// The fields of one exported event that crmflow reads (`spec/sources.md`); every
+/// other field is skipped while parsing, and a field of an unexpected shape reads as no
+/// value ([`super::json`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Event<'a> {
+    #[serde(borrow)]
+    event_timestamp: Scalar<'a>,
+    #[serde(borrow)]
+    event_date: Scalar<'a>,
+    #[serde(borrow)]
+    event_name: Scalar<'a>,
+    #[serde(borrow)]
+    user_pseudo_id: Scalar<'a>,
+    #[serde(borrow)]
+    user_id: Scalar<'a>,
+    #[serde(borrow)]
+    event_params: Seq<Obj<EventParam<'a>>>,
+    #[serde(borrow)]
+    session_traffic_source_last_click: Obj<LastClick<'a>>,
+    #[serde(borrow)]
+    collected_traffic_source: Obj<CollectedSource<'a>>,
+    #[serde(borrow)]
+    ecommerce: Obj<Ecommerce<'a>>,
+    #[serde(borrow)]
+    device: Obj<Device<'a>>,
+    #[serde(borrow)]
+    geo: Obj<Geo<'a>>,
 }
 
-fn text_at(v: &Value, keys: &[&str]) -> Option<String> {
-    match path(v, keys)? {
-        Value::String(s) => text(s).map(str::to_string),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
+/// An `event_params` entry: `{"key": .., "value": {"string_value" | "int_value" | ..}}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EventParam<'a> {
+    #[serde(borrow)]
+    key: Scalar<'a>,
+    #[serde(borrow)]
+    value: Obj<ParamValue<'a>>,
+}
+
+scalar_fields!(ParamValue {
+    string_value,
+    int_value,
+    double_value,
+    float_value
+});
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct LastClick<'a> {
+    #[serde(borrow)]
+    manual_campaign: Obj<Campaign<'a>>,
+}
+
+scalar_fields!(Campaign {
+    source,
+    medium,
+    campaign_name,
+    content,
+    term
+});
+
+scalar_fields!(CollectedSource {
+    manual_source,
+    manual_medium,
+    manual_campaign_name,
+    manual_content,
+    manual_term,
+    gclid
+});
+
+scalar_fields!(Ecommerce {
+    transaction_id,
+    purchase_revenue
+});
+
+scalar_fields!(Device { category });
+
+scalar_fields!(Geo { city });
+
+const ABSENT: Scalar<'static> = Scalar::Absent;
+
+impl<'a> Event<'a> {
+    /// The value of the first `event_params` entry named `key`: its first present
+    /// `string_value`, `int_value`, `double_value` or `float_value`.
+    fn param(&self, key: &str) -> &Scalar<'a> {
+        let Some(entry) = self
+            .event_params
+            .0
+            .iter()
+            .filter_map(Obj::get)
+            .find(|p| p.key.as_str() == Some(key))
+        else {
+            return &ABSENT;
+        };
+        let Some(v) = entry.value.get() else {
+            return &ABSENT;
+        };
+        [
+            &v.string_value,
+            &v.int_value,
+            &v.double_value,
+            &v.float_value,
+        ]
+        .into_iter()
+        .find(|s| s.is_present())
+        .unwrap_or(&ABSENT)
     }
-}
 
-fn number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+    /// The last-click manual campaign: source, medium, campaign, content, term.
+    fn last_click(&self) -> [Option<Cow<'_, str>>; 5] {
+        match self
+            .session_traffic_source_last_click
+            .get()
+            .and_then(|l| l.manual_campaign.get())
+        {
+            Some(c) => {
+                [&c.source, &c.medium, &c.campaign_name, &c.content, &c.term].map(Scalar::text)
+            }
+            None => Default::default(),
+        }
     }
-}
 
-fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+    /// The collected manual source, medium, campaign, content, term; and the gclid.
+    fn collected(&self) -> ([Option<Cow<'_, str>>; 5], Option<Cow<'_, str>>) {
+        match self.collected_traffic_source.get() {
+            Some(c) => (
+                [
+                    &c.manual_source,
+                    &c.manual_medium,
+                    &c.manual_campaign_name,
+                    &c.manual_content,
+                    &c.manual_term,
+                ]
+                .map(Scalar::text),
+                c.gclid.text(),
+            ),
+            None => Default::default(),
+        }
     }
-}
-
-/// The value of an `event_params` entry: string, int, double or float.
-fn param<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
-    let params = event.get("event_params")?.as_array()?;
-    let entry = params
-        .iter()
-        .find(|p| p.get("key").and_then(Value::as_str) == Some(key))?;
-    let value = entry.get("value")?;
-    ["string_value", "int_value", "double_value", "float_value"]
-        .iter()
-        .filter_map(|k| value.get(k))
-        .find(|v| !v.is_null())
 }
 
 impl Format for Ga4 {
@@ -244,9 +344,9 @@ impl Format for Ga4 {
             if raw.trim().is_empty() {
                 continue;
             }
-            let event: Value = match serde_json::from_str(raw) {
-                Ok(v @ Value::Object(_)) => v,
-                Ok(_) => {
+            let event: Event = match serde_json::from_str::<Obj<Event>>(raw) {
+                Ok(Obj(Some(event))) => event,
+                Ok(Obj(None)) => {
                     staging.quarantine(
                         file,
                         line,
@@ -269,7 +369,7 @@ impl Format for Ga4 {
                     continue;
                 }
             };
-            let Some(event_at) = event.get("event_timestamp").and_then(int) else {
+            let Some(event_at) = event.event_timestamp.int() else {
                 staging.quarantine(
                     file,
                     line,
@@ -294,30 +394,19 @@ impl Format for Ga4 {
                 );
                 continue;
             };
-            let s = |keys: &[&str]| text_at(&event, keys);
-            let lc = ["source", "medium", "campaign_name", "content", "term"]
-                .map(|k| s(&["session_traffic_source_last_click", "manual_campaign", k]));
-            let cts = [
-                "manual_source",
-                "manual_medium",
-                "manual_campaign_name",
-                "manual_content",
-                "manual_term",
-            ]
-            .map(|k| s(&["collected_traffic_source", k]));
-            let gclid = s(&["collected_traffic_source", "gclid"]);
-            let session_id = param(&event, "ga_session_id").and_then(int);
-            let user = s(&["user_pseudo_id"]);
-            let transaction = s(&["ecommerce", "transaction_id"]);
-            let revenue = path(&event, &["ecommerce", "purchase_revenue"]).and_then(number);
-            let device = s(&["device", "category"]);
-            let city = s(&["geo", "city"]);
-            let event_name = s(&["event_name"]);
-            let page = param(&event, "page_location")
-                .and_then(|v| v.as_str())
-                .and_then(text)
-                .map(str::to_string);
-            let event_date = s(&["event_date"]).and_then(|d| date(&d)).map(date32);
+            let lc = event.last_click();
+            let (cts, gclid) = event.collected();
+            let session_id = event.param("ga_session_id").int();
+            let user = event.user_pseudo_id.text();
+            let (transaction, revenue) = match event.ecommerce.get() {
+                Some(e) => (e.transaction_id.text(), e.purchase_revenue.number()),
+                None => (None, None),
+            };
+            let device = event.device.get().and_then(|d| d.category.text());
+            let city = event.geo.get().and_then(|g| g.city.text());
+            let event_name = event.event_name.text();
+            let page = event.param("page_location").as_str().and_then(text);
+            let event_date = event.event_date.text().and_then(|d| date(&d)).map(date32);
             let key = match (&user, session_id) {
                 (Some(u), Some(id)) => Some(session_key(u, id)),
                 _ => None,
@@ -328,9 +417,9 @@ impl Format for Ga4 {
                 .date(event_date)
                 .str(event_name.as_deref())
                 .str(user.as_deref())
-                .str(s(&["user_id"]).as_deref())
+                .str(event.user_id.text().as_deref())
                 .i64(session_id)
-                .str(page.as_deref())
+                .str(page)
                 .str(lc[0].as_deref())
                 .str(lc[1].as_deref())
                 .str(lc[2].as_deref())
@@ -622,5 +711,278 @@ mod tests {
         let (b, st) = run(Box::new(Ga4::new(opts())), &[&body], t0 + 5);
         assert_eq!(b[0].num_rows(), 1);
         assert_eq!(st.counts.rows_after_cutoff, 1);
+    }
+
+    /// The fields of an event read through `serde_json::Value` lookups: how events were
+    /// read before the typed [`Event`], kept as the reference it must agree with.
+    mod by_value {
+        use crmflow_core::normalize::text;
+        use serde_json::Value;
+
+        fn path<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
+            keys.iter().try_fold(v, |v, k| v.get(k))
+        }
+
+        fn text_at(v: &Value, keys: &[&str]) -> Option<String> {
+            match path(v, keys)? {
+                Value::String(s) => text(s).map(str::to_string),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            }
+        }
+
+        fn number(v: &Value) -> Option<f64> {
+            match v {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            }
+        }
+
+        fn int(v: &Value) -> Option<i64> {
+            match v {
+                Value::Number(n) => n
+                    .as_i64()
+                    .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            }
+        }
+
+        fn param<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
+            let params = event.get("event_params")?.as_array()?;
+            let entry = params
+                .iter()
+                .find(|p| p.get("key").and_then(Value::as_str) == Some(key))?;
+            let value = entry.get("value")?;
+            ["string_value", "int_value", "double_value", "float_value"]
+                .iter()
+                .filter_map(|k| value.get(k))
+                .find(|v| !v.is_null())
+        }
+
+        /// Every field the parser reads, as text; `None`: not an object.
+        pub fn fields(event: &Value) -> Option<Vec<Option<String>>> {
+            event.as_object()?;
+            let s = |keys: &[&str]| text_at(event, keys);
+            let mut out = vec![
+                event
+                    .get("event_timestamp")
+                    .and_then(int)
+                    .map(|v| v.to_string()),
+                s(&["event_date"]),
+                s(&["event_name"]),
+                s(&["user_pseudo_id"]),
+                s(&["user_id"]),
+                param(event, "ga_session_id")
+                    .and_then(int)
+                    .map(|v| v.to_string()),
+                param(event, "page_location")
+                    .and_then(|v| v.as_str())
+                    .and_then(text)
+                    .map(str::to_string),
+            ];
+            for k in ["source", "medium", "campaign_name", "content", "term"] {
+                out.push(s(&[
+                    "session_traffic_source_last_click",
+                    "manual_campaign",
+                    k,
+                ]));
+            }
+            for k in [
+                "manual_source",
+                "manual_medium",
+                "manual_campaign_name",
+                "manual_content",
+                "manual_term",
+                "gclid",
+            ] {
+                out.push(s(&["collected_traffic_source", k]));
+            }
+            out.push(s(&["ecommerce", "transaction_id"]));
+            out.push(
+                path(event, &["ecommerce", "purchase_revenue"])
+                    .and_then(number)
+                    .map(|v| format!("{v:?}")),
+            );
+            out.push(s(&["device", "category"]));
+            out.push(s(&["geo", "city"]));
+            Some(out)
+        }
+    }
+
+    /// The same fields read through the typed [`Event`].
+    fn typed_fields(raw: &str) -> Option<Vec<Option<String>>> {
+        let event = serde_json::from_str::<Obj<Event>>(raw).ok()?.0?;
+        let own = |c: Option<Cow<str>>| c.map(Cow::into_owned);
+        let mut out = vec![
+            event.event_timestamp.int().map(|v| v.to_string()),
+            own(event.event_date.text()),
+            own(event.event_name.text()),
+            own(event.user_pseudo_id.text()),
+            own(event.user_id.text()),
+            event.param("ga_session_id").int().map(|v| v.to_string()),
+            event
+                .param("page_location")
+                .as_str()
+                .and_then(text)
+                .map(str::to_string),
+        ];
+        out.extend(event.last_click().map(own));
+        let (cts, gclid) = event.collected();
+        out.extend(cts.map(own));
+        out.push(own(gclid));
+        let e = event.ecommerce.get();
+        out.push(e.and_then(|e| own(e.transaction_id.text())));
+        out.push(
+            e.and_then(|e| e.purchase_revenue.number())
+                .map(|v| format!("{v:?}")),
+        );
+        out.push(event.device.get().and_then(|d| own(d.category.text())));
+        out.push(event.geo.get().and_then(|g| own(g.city.text())));
+        Some(out)
+    }
+
+    mod shapes {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value, json};
+
+        /// Any JSON value a field might hold, the expected shapes and the odd ones.
+        pub fn leaf() -> BoxedStrategy<Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                (-3i64..3).prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                prop_oneof![
+                    Just(1.5f64),
+                    Just(2.0),
+                    Just(-0.0),
+                    Just(1e20),
+                    Just(1772506662.0)
+                ]
+                .prop_map(Value::from),
+                prop_oneof![
+                    Just(""),
+                    Just(" 12 "),
+                    Just("(not set)"),
+                    Just("1.5"),
+                    Just("tab\there"),
+                    Just("20261120"),
+                    Just("page_location"),
+                    Just("ga_session_id"),
+                    Just("1772506662000000"),
+                ]
+                .prop_map(Value::from),
+                Just(json!([1, {"a": 2}])),
+                Just(json!({"k": "v"})),
+            ]
+            .boxed()
+        }
+
+        /// An object with some of `keys`, each a [`leaf`] or `nested`.
+        pub fn object(
+            keys: &'static [&'static str],
+            nested: BoxedStrategy<Value>,
+        ) -> BoxedStrategy<Value> {
+            let field = prop_oneof![leaf(), nested];
+            proptest::collection::vec(proptest::option::of(field), keys.len())
+                .prop_map(move |values| {
+                    let mut map = Map::new();
+                    for (k, v) in keys.iter().zip(values) {
+                        if let Some(v) = v {
+                            map.insert((*k).to_string(), v);
+                        }
+                    }
+                    Value::Object(map)
+                })
+                .boxed()
+        }
+
+        pub fn event() -> impl Strategy<Value = Value> {
+            let campaign = object(
+                &["source", "medium", "campaign_name", "content", "term"],
+                leaf(),
+            );
+            let value = object(
+                &["string_value", "int_value", "double_value", "float_value"],
+                leaf(),
+            );
+            // Mostly the two keys read, so that their values' shapes are explored.
+            let key = prop_oneof![
+                3 => Just(Value::from("ga_session_id")),
+                3 => Just(Value::from("page_location")),
+                1 => leaf(),
+            ];
+            let param = (
+                proptest::option::of(key),
+                proptest::option::of(prop_oneof![1 => leaf(), 4 => value]),
+            )
+                .prop_map(|(key, value)| {
+                    let mut map = Map::new();
+                    if let Some(k) = key {
+                        map.insert("key".into(), k);
+                    }
+                    if let Some(v) = value {
+                        map.insert("value".into(), v);
+                    }
+                    Value::Object(map)
+                });
+            let params = prop_oneof![
+                leaf(),
+                proptest::collection::vec(prop_oneof![1 => leaf(), 4 => param], 0..4)
+                    .prop_map(Value::from)
+            ]
+            .boxed();
+            object(
+                &[
+                    "event_timestamp",
+                    "event_date",
+                    "event_name",
+                    "user_pseudo_id",
+                    "user_id",
+                    "event_params",
+                    "session_traffic_source_last_click",
+                    "collected_traffic_source",
+                    "ecommerce",
+                    "device",
+                    "geo",
+                ],
+                prop_oneof![
+                    params,
+                    object(&["manual_campaign"], campaign),
+                    object(
+                        &[
+                            "manual_source",
+                            "manual_medium",
+                            "manual_campaign_name",
+                            "manual_content",
+                            "manual_term",
+                            "gclid",
+                            "transaction_id",
+                            "purchase_revenue",
+                            "category",
+                            "city",
+                        ],
+                        leaf(),
+                    ),
+                ]
+                .boxed(),
+            )
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// The typed event reads every field exactly as `Value` lookups did, whatever
+        /// shape each field has.
+        #[test]
+        fn typed_events_read_like_json_values(event in shapes::event()) {
+            let raw = event.to_string();
+            proptest::prop_assert_eq!(typed_fields(&raw), by_value::fields(&event), "{}", raw);
+        }
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod calltouch;
 pub mod ga4;
+pub mod json;
 pub mod messages;
 pub mod metrica;
 pub mod shopify;
