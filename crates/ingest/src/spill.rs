@@ -8,7 +8,9 @@
 //! business date (`date % DATE_STORES`), so they are written to disk and read back once.
 //! Spill files are LZ4-compressed Arrow IPC.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
@@ -285,46 +287,40 @@ impl Spill {
         let dates = batch
             .column(batch.num_columns() - 3)
             .as_primitive::<Date32Type>();
-        let mut rows: Vec<Vec<u32>> = vec![vec![]; n];
-        let mut keyless: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
-        for i in 0..batch.num_rows() {
-            if keys.is_null(i) {
-                keyless
-                    .entry(dates.value(i).rem_euclid(DATE_STORES))
-                    .or_default()
-                    .push(i as u32);
-            } else {
-                rows[(fnv1a(keys.value(i).as_bytes()) % n as u64) as usize].push(i as u32);
-            }
-        }
-        let take = |indices: Vec<u32>| {
-            arrow::compute::take_record_batch(&batch, &UInt32Array::from(indices)).map_err(|e| {
-                IngestError::Write {
-                    table: t.name.to_string(),
-                    message: e.to_string(),
-                }
+        // Where each row goes: a key bucket, or the date store of a keyless row.
+        let mut targets: Vec<(Target, u32)> = (0..batch.num_rows())
+            .map(|i| {
+                let target = if keys.is_null(i) {
+                    Target::DateStore(dates.value(i).rem_euclid(DATE_STORES))
+                } else {
+                    Target::Bucket((fnv1a(keys.value(i).as_bytes()) % n as u64) as u32)
+                };
+                (target, i as u32)
             })
-        };
-        for (bucket, indices) in rows.into_iter().enumerate() {
-            if !indices.is_empty() {
-                t.buckets[bucket].push(take(indices)?)?;
+            .collect();
+        targets.sort_unstable();
+        for (target, part) in split_runs(&batch, &targets, t.name)? {
+            match target {
+                Target::Bucket(bucket) => t.buckets[bucket as usize].push(part)?,
+                Target::DateStore(slot) => {
+                    let (store, held) = t.by_date.entry(slot).or_insert_with(|| {
+                        (
+                            BatchStore::new(
+                                dir.as_deref(),
+                                format!("{}-date-{slot}.arrow", t.name),
+                            ),
+                            Default::default(),
+                        )
+                    });
+                    let part_dates = part
+                        .column(part.num_columns() - 3)
+                        .as_primitive::<Date32Type>();
+                    for date in part_dates.values() {
+                        *held.entry(*date).or_default() += 1;
+                    }
+                    store.push(part)?;
+                }
             }
-        }
-        for (slot, indices) in keyless {
-            let part = take(indices)?;
-            let (store, held) = t.by_date.entry(slot).or_insert_with(|| {
-                (
-                    BatchStore::new(dir.as_deref(), format!("{}-date-{slot}.arrow", t.name)),
-                    Default::default(),
-                )
-            });
-            let part_dates = part
-                .column(part.num_columns() - 3)
-                .as_primitive::<Date32Type>();
-            for date in part_dates.values() {
-                *held.entry(*date).or_default() += 1;
-            }
-            store.push(part)?;
         }
         Ok(())
     }
@@ -383,7 +379,7 @@ impl Spill {
                 loaded.push(batches);
             }
             // The latest occurrence of every key, over every deduplicated table.
-            let mut latest: HashMap<&str, u64> = HashMap::new();
+            let mut latest: HashMap<&str, u64> = HashMap::default();
             for (batches, _) in loaded.iter().zip(&dedup).filter(|(_, d)| **d) {
                 for b in batches {
                     let (keys, occurrences) = key_columns(b);
@@ -444,29 +440,29 @@ impl Spill {
                     dir_path.as_deref(),
                     format!("{}-{bucket}-dated.arrow", dated.name),
                 );
-                let mut by_date: BTreeMap<i32, Vec<RecordBatch>> = BTreeMap::new();
-                for b in batches {
+                // The bucket's rows in date order (read order within a date), taken at
+                // once, then one slice per date.
+                let mut order: Vec<((i32, u32), u32)> = vec![];
+                for (index, b) in batches.iter().enumerate() {
                     let dates = b.column(b.num_columns() - 3).as_primitive::<Date32Type>();
-                    let mut rows_by_date: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
-                    for (i, date) in dates.values().iter().enumerate() {
-                        rows_by_date.entry(*date).or_default().push(i as u32);
-                    }
-                    for (date, rows) in rows_by_date {
-                        let part = arrow::compute::take_record_batch(b, &UInt32Array::from(rows))
-                            .map_err(|e| IngestError::Write {
-                            table: dated.name.to_string(),
-                            message: e.to_string(),
-                        })?;
-                        by_date.entry(date).or_default().push(part);
-                    }
+                    order.extend(
+                        dates
+                            .values()
+                            .iter()
+                            .enumerate()
+                            .map(|(row, date)| ((*date, index as u32), row as u32)),
+                    );
                 }
-                for (date, parts) in by_date {
-                    let part = arrow::compute::concat_batches(&dated.staged_schema, &parts)
-                        .map_err(|e| IngestError::Write {
-                            table: dated.name.to_string(),
-                            message: e.to_string(),
-                        })?;
-                    dated.rows += part.num_rows() as u64;
+                order.sort_unstable();
+                let sorted = match order.is_empty() {
+                    true => RecordBatch::new_empty(dated.staged_schema.clone()),
+                    false => interleave_runs(batches, &order, dated.name)?,
+                };
+                let mut start = 0;
+                for (date, rows) in date_runs(&order) {
+                    let part = sorted.slice(start, rows);
+                    start += rows;
+                    dated.rows += rows as u64;
                     let index = match &store {
                         BatchStore::Memory(v) => v.len(),
                         BatchStore::Disk { batches, .. } => *batches,
@@ -487,6 +483,69 @@ impl Spill {
             _dir: dir,
         })
     }
+}
+
+/// Where [`Spill::add`] sends a staged row: a key bucket, or the date store of a
+/// keyless row (`date % DATE_STORES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    Bucket(u32),
+    DateStore(i32),
+}
+
+/// Splits `batch` by `targets` (`(target, row)` sorted): one `take` of every row in
+/// that order, then a zero-copy slice per run of equal targets.
+fn split_runs<T: Copy + PartialEq>(
+    batch: &RecordBatch,
+    targets: &[(T, u32)],
+    table: &str,
+) -> Result<Vec<(T, RecordBatch)>> {
+    let indices = UInt32Array::from_iter_values(targets.iter().map(|(_, row)| *row));
+    let sorted =
+        arrow::compute::take_record_batch(batch, &indices).map_err(|e| IngestError::Write {
+            table: table.to_string(),
+            message: e.to_string(),
+        })?;
+    let mut parts = vec![];
+    let mut start = 0;
+    while let Some((target, _)) = targets.get(start) {
+        let len = targets[start..]
+            .iter()
+            .take_while(|(t, _)| t == target)
+            .count();
+        parts.push((*target, sorted.slice(start, len)));
+        start += len;
+    }
+    Ok(parts)
+}
+
+/// The rows of `batches` in the order of `order` (`((date, batch), row)`), as one batch.
+fn interleave_runs(
+    batches: &[RecordBatch],
+    order: &[((i32, u32), u32)],
+    table: &str,
+) -> Result<RecordBatch> {
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    let indices: Vec<(usize, usize)> = order
+        .iter()
+        .map(|((_, batch), row)| (*batch as usize, *row as usize))
+        .collect();
+    arrow::compute::interleave_record_batch(&refs, &indices).map_err(|e| IngestError::Write {
+        table: table.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The dates of `order` and how many rows each has, in order.
+fn date_runs(order: &[((i32, u32), u32)]) -> Vec<(i32, usize)> {
+    let mut runs: Vec<(i32, usize)> = vec![];
+    for ((date, _), _) in order {
+        match runs.last_mut() {
+            Some((d, n)) if d == date => *n += 1,
+            _ => runs.push((*date, 1)),
+        }
+    }
+    runs
 }
 
 fn key_columns(

@@ -2,8 +2,8 @@
 //! delimiter detection, and delimited records with the exact physical line they start on
 //! and their raw text (for quarantine).
 
+use foldhash::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use crmflow_core::config::TextEncoding;
 
@@ -61,7 +61,7 @@ pub struct Header {
 
 impl Header {
     pub fn new(names: Vec<String>) -> Self {
-        let mut positions = HashMap::new();
+        let mut positions = HashMap::default();
         for (i, n) in names.iter().enumerate() {
             positions.entry(n.clone()).or_insert(i);
         }
@@ -125,6 +125,8 @@ pub struct Delimited<'a> {
     base: usize,
     line_offset: u64,
     reader: csv::Reader<&'a [u8]>,
+    /// Bytes and fields of the last record read.
+    last_size: (usize, usize),
 }
 
 impl<'a> Delimited<'a> {
@@ -157,6 +159,7 @@ impl<'a> Delimited<'a> {
             base,
             line_offset: opts.skip_lines as u64,
             reader,
+            last_size: (0, 0),
         })
     }
 
@@ -180,7 +183,8 @@ impl<'a> Iterator for Delimited<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let start = self.reader.position().clone();
-            let mut fields = csv::StringRecord::new();
+            // Sized like the previous record: no regrowing field by field.
+            let mut fields = csv::StringRecord::with_capacity(self.last_size.0, self.last_size.1);
             let result = self.reader.read_record(&mut fields);
             let end = self.reader.position().byte() as usize;
             let span = self
@@ -200,7 +204,10 @@ impl<'a> Iterator for Delimited<'a> {
                 {
                     continue;
                 }
-                Ok(true) => Some(Ok(Record { line, raw, fields })),
+                Ok(true) => {
+                    self.last_size = (fields.as_slice().len(), fields.len());
+                    Some(Ok(Record { line, raw, fields }))
+                }
                 Err(e) => {
                     if end as u64 <= start.byte() {
                         return None; // no progress: stop rather than loop

@@ -20,7 +20,9 @@
 //! then line; the lineage columns name the earliest event; the business date is its.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
@@ -448,7 +450,7 @@ impl Format for Ga4 {
         };
         let columns: Vec<EventColumns> =
             events.iter().map(EventColumns::of).collect::<Result<_>>()?;
-        let mut sessions: HashMap<&str, Session> = HashMap::new();
+        let mut sessions: HashMap<&str, Session> = HashMap::default();
         for c in &columns {
             for i in 0..c.at.len() {
                 if c.key.is_null(i) || c.user.is_null(i) || c.session.is_null(i) {

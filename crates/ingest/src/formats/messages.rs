@@ -8,6 +8,8 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
+use std::borrow::Cow;
+
 use crmflow_core::normalize::{text, timestamp_micros};
 
 use super::{Format, ParseOptions, each_record, email_checked, phone_checked};
@@ -51,8 +53,13 @@ fn contact(staging: &mut Staging, raw: &str) -> (Option<String>, Option<String>)
     }
 }
 
-fn lower(v: &str) -> Option<String> {
-    text(v).map(str::to_lowercase)
+fn lower(v: &str) -> Option<Cow<'_, str>> {
+    text(v).map(
+        |t| match t.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+            true => Cow::Owned(t.to_lowercase()),
+            false => Cow::Borrowed(t),
+        },
+    )
 }
 
 /// Reads a keyless CSV whose rows carry a contact and a time: quarantines an
@@ -67,34 +74,49 @@ fn delimited(opts: ParseOptions) -> DelimitedOptions {
     }
 }
 
-#[allow(clippy::too_many_arguments)] // the two callers differ only in these
+/// What the two formats read of a row: the columns they name, in order, and where
+/// the time and the contact are.
+struct ContactColumns<'a> {
+    kind: &'a str,
+    required: &'a [&'a str],
+    at: &'a str,
+    contact: &'a str,
+    /// The columns `fill` receives, in this order (at most [`MAX_READ`]).
+    read: &'a [&'a str],
+}
+
+const MAX_READ: usize = 4;
+
 fn contact_rows(
-    kind: &str,
-    required: &[&str],
-    at_column: &str,
-    contact_column: &str,
+    columns: ContactColumns,
     opts: ParseOptions,
     chunk: &Chunk,
     staging: &mut Staging,
-    fill: impl Fn(RowWriter<'_>, &dyn Fn(&str) -> String, Option<String>, Option<String>, i64),
+    fill: impl Fn(RowWriter<'_>, &[&str], Option<String>, Option<String>, i64),
 ) -> Result<()> {
     let file = chunk.file;
+    // Header positions, resolved on the chunk's first record (every record shares them).
+    let mut positions: Option<[Option<usize>; 2]> = None;
+    let mut read_positions: Vec<Option<usize>> = vec![];
     each_record(
-        kind,
+        columns.kind,
         chunk,
         delimited(opts),
-        required,
+        columns.required,
         staging,
         |rec, h, staging| {
-            let get = |c: &str| rec.get(h.col(c)).to_string();
-            let Some(at) = timestamp_micros(&get(at_column), opts.tz) else {
+            let [at_col, contact_col] = *positions.get_or_insert_with(|| {
+                read_positions = columns.read.iter().map(|c| h.col(c)).collect();
+                [h.col(columns.at), h.col(columns.contact)]
+            });
+            let Some(at) = timestamp_micros(rec.get(at_col), opts.tz) else {
                 staging.quarantine(
                     file,
                     rec.line,
                     rec.raw,
-                    Some(at_column),
+                    Some(columns.at),
                     Reason::UnparseableTimestamp,
-                    format!("{at_column} is not a time"),
+                    format!("{} is not a time", columns.at),
                 );
                 return;
             };
@@ -104,10 +126,14 @@ fn contact_rows(
             let Some(day) = staging.date_of(at) else {
                 return;
             };
-            let (email, phone) = contact(staging, &get(contact_column));
+            let (email, phone) = contact(staging, rec.get(contact_col));
+            let mut values = [""; MAX_READ];
+            for (value, p) in values.iter_mut().zip(&read_positions) {
+                *value = rec.get(*p);
+            }
             fill(
                 staging.tables[0].row(day, file, rec.line, None),
-                &get,
+                &values[..read_positions.len().min(MAX_READ)],
                 email,
                 phone,
                 at,
@@ -131,22 +157,25 @@ impl Format for MessageEvents {
     }
 
     fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
-        let required = ["channel", "recipient", "event", "event_at"];
+        let columns = ContactColumns {
+            kind: "message events",
+            required: &["channel", "recipient", "event", "event_at"],
+            at: "event_at",
+            contact: "recipient",
+            read: &["channel", "campaign_id", "campaign_name", "event"],
+        };
         contact_rows(
-            "message events",
-            &required,
-            "event_at",
-            "recipient",
+            columns,
             self.opts,
             chunk,
             staging,
-            |row, get, email, phone, at| {
-                row.str(lower(&get("channel")).as_deref())
-                    .str(text(&get("campaign_id")))
-                    .str(text(&get("campaign_name")))
+            |row, v, email, phone, at| {
+                row.str(lower(v[0]).as_deref())
+                    .str(text(v[1]))
+                    .str(text(v[2]))
                     .str(email.as_deref())
                     .str(phone.as_deref())
-                    .str(lower(&get("event")).as_deref())
+                    .str(lower(v[3]).as_deref())
                     .ts(Some(at))
                     .end()
             },
@@ -168,20 +197,23 @@ impl Format for Consents {
     }
 
     fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
-        let required = ["contact", "channel", "status", "updated_at"];
+        let columns = ContactColumns {
+            kind: "consents",
+            required: &["contact", "channel", "status", "updated_at"],
+            at: "updated_at",
+            contact: "contact",
+            read: &["channel", "status"],
+        };
         contact_rows(
-            "consents",
-            &required,
-            "updated_at",
-            "contact",
+            columns,
             self.opts,
             chunk,
             staging,
-            |row, get, email, phone, at| {
-                row.str(lower(&get("channel")).as_deref())
+            |row, v, email, phone, at| {
+                row.str(lower(v[0]).as_deref())
                     .str(email.as_deref())
                     .str(phone.as_deref())
-                    .str(lower(&get("status")).as_deref())
+                    .str(lower(v[1]).as_deref())
                     .ts(Some(at))
                     .end()
             },
