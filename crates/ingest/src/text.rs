@@ -223,6 +223,15 @@ impl<'a> Iterator for Delimited<'a> {
     }
 }
 
+/// A TSV field unescaped ([`unescape_tsv`]) and normalised ([`crmflow_core::normalize::text`]),
+/// borrowed from the record when it has no escapes.
+pub fn tsv_text(raw: &str) -> Option<Cow<'_, str>> {
+    match unescape_tsv(raw) {
+        Cow::Borrowed(s) => crmflow_core::normalize::text(s).map(Cow::Borrowed),
+        Cow::Owned(s) => crmflow_core::normalize::text(&s).map(|t| Cow::Owned(t.to_string())),
+    }
+}
+
 /// Undoes the escapes of a ClickHouse/Metrica TSV field (`\t`, `\n`, `\\`, `\'`, ...).
 pub fn unescape_tsv(value: &str) -> Cow<'_, str> {
     if !value.contains('\\') {

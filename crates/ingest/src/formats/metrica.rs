@@ -17,6 +17,7 @@
 //! | purchase_revenue | list of float | `ym:s:purchaseRevenue` |
 //! | goal_ids | list of text | `ym:s:goalsID` |
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
@@ -26,7 +27,7 @@ use super::{Format, ParseOptions, each_record};
 use crate::chunks::{Chunk, Framing};
 use crate::error::Result;
 use crate::stage::{Reason, Staging, TableStage, f64_list_type, str_list_type, ts_type};
-use crate::text::{DelimitedOptions, clickhouse_array, unescape_tsv};
+use crate::text::{DelimitedOptions, clickhouse_array, tsv_text, unescape_tsv};
 
 pub struct Metrica {
     pub opts: ParseOptions,
@@ -145,11 +146,9 @@ impl Format for Metrica {
                 let Some(date) = staging.date_of(visit_at) else {
                     return;
                 };
-                let t = |col: &str| text(&field(col)).map(str::to_string);
-                let utm_values: Vec<Option<String>> = utm
-                    .iter()
-                    .map(|c| text(&unescape_tsv(rec.get(*c))).map(str::to_string))
-                    .collect();
+                let t = |col: &str| tsv_text(rec.get(h.col(col)));
+                let utm_values: Vec<Option<Cow<str>>> =
+                    utm.iter().map(|c| tsv_text(rec.get(*c))).collect();
                 let purchase_ids = clickhouse_array(&field("ym:s:purchaseID")).map(|ids| {
                     ids.into_iter()
                         .filter_map(|i| text(&i).map(str::to_string))
