@@ -261,6 +261,7 @@ pub async fn ingest(
             quarantined = counts.rows_quarantined,
             duplicates = counts.duplicates_collapsed,
             after_cutoff = counts.rows_after_cutoff,
+            seconds = format!("{:.2}", counts.seconds),
             "source ingested"
         );
         if let Some(b) = &bar {

@@ -43,6 +43,10 @@ pub struct SourceCounts {
     pub tables: BTreeMap<String, u64>,
     /// Quarantined rows per file, worst first (at most 5).
     pub worst_files: Vec<(String, u64)>,
+    /// Wall time of the source's ingest, from its first read to its last write
+    /// (sources run concurrently up to `ingest.parallel_sources`).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 impl SourceCounts {

@@ -47,6 +47,7 @@ pub async fn ingest_files(
     as_of: NaiveDate,
     files: Vec<inputs::InputFile>,
 ) -> Result<SourceCounts> {
+    let started = std::time::Instant::now();
     let opts = ParseOptions {
         tz: job.source_tz(source),
         delimiter: source.delimiter.and_then(|c| u8::try_from(c).ok()),
@@ -91,6 +92,7 @@ pub async fn ingest_files(
     worst.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     worst.truncate(5);
     counts.worst_files = worst;
+    counts.seconds = started.elapsed().as_secs_f64();
     debug_assert!(counts.balanced());
     Ok(counts)
 }

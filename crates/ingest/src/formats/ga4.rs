@@ -715,6 +715,16 @@ mod tests {
         assert_eq!(st.counts.rows_after_cutoff, 1);
     }
 
+    /// The fields of `collected_traffic_source` that are read.
+    const COLLECTED_KEYS: [&str; 6] = [
+        "manual_source",
+        "manual_medium",
+        "manual_campaign_name",
+        "manual_content",
+        "manual_term",
+        "gclid",
+    ];
+
     /// The fields of an event read through `serde_json::Value` lookups: how events were
     /// read before the typed [`Event`], kept as the reference it must agree with.
     mod by_value {
@@ -792,14 +802,7 @@ mod tests {
                     k,
                 ]));
             }
-            for k in [
-                "manual_source",
-                "manual_medium",
-                "manual_campaign_name",
-                "manual_content",
-                "manual_term",
-                "gclid",
-            ] {
+            for k in super::COLLECTED_KEYS {
                 out.push(s(&["collected_traffic_source", k]));
             }
             out.push(s(&["ecommerce", "transaction_id"]));
@@ -955,19 +958,9 @@ mod tests {
                 prop_oneof![
                     params,
                     object(&["manual_campaign"], campaign),
+                    object(&super::COLLECTED_KEYS, leaf()),
                     object(
-                        &[
-                            "manual_source",
-                            "manual_medium",
-                            "manual_campaign_name",
-                            "manual_content",
-                            "manual_term",
-                            "gclid",
-                            "transaction_id",
-                            "purchase_revenue",
-                            "category",
-                            "city",
-                        ],
+                        &["transaction_id", "purchase_revenue", "category", "city"],
                         leaf(),
                     ),
                 ]
