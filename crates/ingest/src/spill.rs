@@ -459,7 +459,7 @@ impl Spill {
                     false => interleave_runs(batches, &order, dated.name)?,
                 };
                 let mut start = 0;
-                for (date, rows) in date_runs(&order) {
+                for (date, rows) in runs(order.iter().map(|((date, _), _)| *date)) {
                     let part = sorted.slice(start, rows);
                     start += rows;
                     dated.rows += rows as u64;
@@ -506,17 +506,15 @@ fn split_runs<T: Copy + PartialEq>(
             table: table.to_string(),
             message: e.to_string(),
         })?;
-    let mut parts = vec![];
     let mut start = 0;
-    while let Some((target, _)) = targets.get(start) {
-        let len = targets[start..]
-            .iter()
-            .take_while(|(t, _)| t == target)
-            .count();
-        parts.push((*target, sorted.slice(start, len)));
-        start += len;
-    }
-    Ok(parts)
+    Ok(runs(targets.iter().map(|(target, _)| *target))
+        .into_iter()
+        .map(|(target, len)| {
+            let part = (target, sorted.slice(start, len));
+            start += len;
+            part
+        })
+        .collect())
 }
 
 /// The rows of `batches` in the order of `order` (`((date, batch), row)`), as one batch.
@@ -536,16 +534,16 @@ fn interleave_runs(
     })
 }
 
-/// The dates of `order` and how many rows each has, in order.
-fn date_runs(order: &[((i32, u32), u32)]) -> Vec<(i32, usize)> {
-    let mut runs: Vec<(i32, usize)> = vec![];
-    for ((date, _), _) in order {
-        match runs.last_mut() {
-            Some((d, n)) if d == date => *n += 1,
-            _ => runs.push((*date, 1)),
+/// The runs of equal values in `values`: each value and how many times it repeats, in order.
+fn runs<T: PartialEq>(values: impl Iterator<Item = T>) -> Vec<(T, usize)> {
+    let mut out: Vec<(T, usize)> = vec![];
+    for value in values {
+        match out.last_mut() {
+            Some((last, n)) if *last == value => *n += 1,
+            _ => out.push((value, 1)),
         }
     }
-    runs
+    out
 }
 
 fn key_columns(
