@@ -289,6 +289,10 @@ pub async fn lake_table(
     if let Some(order) = recorded_sort_order(&schema) {
         options = options.with_file_sort_order(vec![order]);
     }
+    // The order is declared; the files' other metadata stays out of the table's schema,
+    // so plans that combine tables (a union) agree on it, and a model written from this
+    // table does not inherit it.
+    let schema = Arc::new(schema.as_ref().clone().with_metadata(Default::default()));
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(schema);

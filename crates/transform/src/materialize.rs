@@ -9,15 +9,12 @@
 //! in every run anyway (row-by-row arithmetic, the exact `sum`) may keep every digit
 //! with `round_floats = false`.
 
-use std::sync::Arc;
-
+use datafusion::arrow::array::UInt64Array;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::config::TableParquetOptions;
+use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::logical_expr::{SortExpr, col};
 use datafusion::prelude::{DataFrame, SessionContext};
-use futures::StreamExt;
-use parquet::arrow::AsyncArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use crmflow_core::lake::Lake;
 
@@ -32,13 +29,6 @@ pub const SORTED_BY_KEY: &str = "crmflow.sorted_by";
 /// Lake folder of a model's table.
 pub fn mart_folder(model: &str) -> String {
     format!("marts/{model}")
-}
-
-fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-        .set_created_by("crmflow".to_string())
-        .build()
 }
 
 /// Sorts by `order_by` (or every sortable column) and rounds floats unless told not to;
@@ -146,42 +136,61 @@ pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &s
     }
 }
 
-/// Streams a DataFrame into one Parquet object; visible only once complete. `sorted_by`
+/// Writes a DataFrame as one Parquet object; visible only once complete. `sorted_by`
 /// (the columns the frame is sorted by, ascending, nulls first) is recorded in the
 /// file's key-value metadata under [`SORTED_BY_KEY`], so that readers can declare the
 /// order to DataFusion and skip sorts the file already satisfies.
+///
+/// DataFusion's Parquet sink encodes the columns of a row group in parallel tasks (the
+/// encoding, zstd included, was one core's work with arrow's `AsyncArrowWriter`), and
+/// uploads through a multipart upload that is only completed at the end: a failed write
+/// drops it, and the previous object stays.
 pub async fn write_parquet(
     lake: &Lake,
     relative: &str,
     df: DataFrame,
     sorted_by: &[String],
 ) -> Result<u64> {
-    // Only our own key: metadata that came along from the tables read is dropped, so a
-    // sort order is never inherited from an input.
-    let mut metadata = std::collections::HashMap::new();
-    if !sorted_by.is_empty() {
-        metadata.insert(SORTED_BY_KEY.to_string(), sorted_by.join(","));
-    }
-    let schema = Arc::new(df.schema().as_arrow().clone().with_metadata(metadata));
-    let mut stream = df.execute_stream().await?;
-    let path = lake.path(relative);
-    let write_err = |e: parquet::errors::ParquetError| TransformError::Write {
-        path: relative.to_string(),
-        message: e.to_string(),
+    // The session's Parquet settings (`datafusion.execution.parquet.*`, which a job or a
+    // model may set), with crmflow's compression and name.
+    let mut options = TableParquetOptions {
+        global: df
+            .task_ctx()
+            .session_config()
+            .options()
+            .execution
+            .parquet
+            .clone(),
+        ..Default::default()
     };
-    let object = object_store::buffered::BufWriter::new(lake.store(), path);
-    let mut writer =
-        AsyncArrowWriter::try_new(object, schema, Some(writer_properties())).map_err(write_err)?;
-    let mut rows = 0;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        rows += batch.num_rows() as u64;
-        if let Err(e) = writer.write(&batch).await {
-            // Dropping the writer aborts the multipart upload: the old object stays.
-            return Err(write_err(e));
-        }
+    options.global.compression = Some("zstd(1)".to_string());
+    options.global.created_by = "crmflow".to_string();
+    // Only our own key: the lake's tables are registered without their files' metadata
+    // (see `engine::lake_table`), so a sort order is never inherited from an input.
+    if !sorted_by.is_empty() {
+        options
+            .key_value_metadata
+            .insert(SORTED_BY_KEY.to_string(), Some(sorted_by.join(",")));
     }
-    writer.close().await.map_err(write_err)?;
+    let written = df
+        .write_parquet(
+            &lake.url_of(relative),
+            DataFrameWriteOptions::new().with_single_file_output(true),
+            Some(options),
+        )
+        .await?;
+    let mut rows = 0;
+    for batch in &written {
+        let counts = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| TransformError::Write {
+                path: relative.to_string(),
+                message: "the Parquet sink did not report a row count".to_string(),
+            })?;
+        rows += counts.iter().flatten().sum::<u64>();
+    }
     Ok(rows)
 }
 
@@ -316,6 +325,17 @@ mod tests {
             .indent(false)
             .to_string();
         assert!(!text.contains("SortExec"), "{text}");
+        // The order comes from the file's key-value metadata, which stays out of the
+        // table's schema: a union of the table with a query of the same shape plans and
+        // runs (with the metadata in the scan's schema only, DataFusion refused it as an
+        // internal error, "schema metadata differs").
+        assert!(ctx.table("m").await.unwrap().schema().metadata().is_empty());
+        let union = table_text(
+            &ctx,
+            "SELECT k FROM m UNION ALL SELECT k FROM (SELECT 9 AS k) ORDER BY k",
+        )
+        .await;
+        assert!(union.contains("| 9 |"), "{union}");
     }
 
     #[tokio::test]
