@@ -176,20 +176,15 @@ pub async fn write_parquet(
     }
     let schema = Arc::new(df.schema().as_arrow().clone().with_metadata(metadata));
     let mut stream = df.execute_stream().await?;
-    let write_err = |e: parquet::errors::ParquetError| TransformError::Write {
-        path: relative.to_string(),
-        message: e.to_string(),
-    };
-    let buffer = SharedBuffer::default();
+    let write_err = |e: parquet::errors::ParquetError| write_error(relative, e);
     let properties = writer_properties();
     let row_group_rows = properties
         .max_row_group_row_count()
         .unwrap_or(1 << 20)
         .max(1);
-    let (mut file, columns) =
-        ArrowWriter::try_new(buffer.clone(), schema.clone(), Some(properties))
-            .and_then(ArrowWriter::into_serialized_writer)
-            .map_err(write_err)?;
+    let (mut file, columns) = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))
+        .and_then(ArrowWriter::into_serialized_writer)
+        .map_err(write_err)?;
     // Dropping the object writer before its shutdown aborts the multipart upload: the
     // previous object stays.
     let mut object = object_store::buffered::BufWriter::new(lake.store(), lake.path(relative));
@@ -211,7 +206,7 @@ pub async fn write_parquet(
                 append_row_group(&mut file, tasks)
                     .await
                     .map_err(write_err)?;
-                flush(&buffer, &mut object, relative).await?;
+                flush(&mut file, &mut object, relative).await?;
             }
             let group = std::mem::take(&mut pending);
             encoding =
@@ -235,12 +230,12 @@ pub async fn write_parquet(
             .await
             .map_err(write_err)?;
     }
-    file.close().map_err(write_err)?;
-    flush(&buffer, &mut object, relative).await?;
-    object.shutdown().await.map_err(|e| TransformError::Write {
-        path: relative.to_string(),
-        message: e.to_string(),
-    })?;
+    file.finish().map_err(write_err)?;
+    flush(&mut file, &mut object, relative).await?;
+    object
+        .shutdown()
+        .await
+        .map_err(|e| write_error(relative, e))?;
     Ok(rows)
 }
 
@@ -283,7 +278,7 @@ fn encode_row_group(
 
 /// Waits for a row group's columns, in order, and appends them to the file.
 async fn append_row_group(
-    file: &mut SerializedFileWriter<SharedBuffer>,
+    file: &mut SerializedFileWriter<Vec<u8>>,
     tasks: Vec<ColumnTask>,
 ) -> parquet::errors::Result<()> {
     let mut row_group = file.next_row_group()?;
@@ -297,46 +292,23 @@ async fn append_row_group(
     Ok(())
 }
 
-/// Moves the bytes encoded so far to the object writer.
+/// Moves the bytes the file writer has encoded so far to the object writer.
 async fn flush(
-    buffer: &SharedBuffer,
+    file: &mut SerializedFileWriter<Vec<u8>>,
     object: &mut object_store::buffered::BufWriter,
     relative: &str,
 ) -> Result<()> {
-    let bytes = buffer.take();
+    let bytes = std::mem::take(file.inner_mut());
     object
         .write_all(&bytes)
         .await
-        .map_err(|e| TransformError::Write {
-            path: relative.to_string(),
-            message: e.to_string(),
-        })
+        .map_err(|e| write_error(relative, e))
 }
 
-/// The in-memory file that the Parquet writer writes to, emptied by [`flush`].
-#[derive(Clone, Default)]
-struct SharedBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl SharedBuffer {
-    fn take(&self) -> Vec<u8> {
-        match self.0.lock() {
-            Ok(mut bytes) => std::mem::take(&mut *bytes),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        }
-    }
-}
-
-impl std::io::Write for SharedBuffer {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        match self.0.lock() {
-            Ok(mut bytes) => bytes.extend_from_slice(data),
-            Err(poisoned) => poisoned.into_inner().extend_from_slice(data),
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+fn write_error(relative: &str, e: impl std::fmt::Display) -> TransformError {
+    TransformError::Write {
+        path: relative.to_string(),
+        message: e.to_string(),
     }
 }
 
