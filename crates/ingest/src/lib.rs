@@ -12,6 +12,7 @@ pub mod error;
 pub mod formats;
 pub mod inputs;
 pub mod memory;
+pub mod parallel;
 pub mod spill;
 pub mod stage;
 pub mod text;
@@ -62,17 +63,39 @@ pub async fn ingest_files(
     for file in &files {
         let index = staging.add_file(&file.name, file.size);
         let reader = ChunkReader::new(&file.name, file.stream().await?, source.encoding);
-        parse_file(
-            format.as_mut(),
-            reader,
-            index,
-            &source.name,
-            &mut staging,
-            &mut spill,
-        )
-        .await?;
+        match format.carries_state() {
+            true => {
+                parse_file(
+                    format.as_mut(),
+                    reader,
+                    index,
+                    &source.name,
+                    &mut staging,
+                    &mut spill,
+                )
+                .await?
+            }
+            false => {
+                let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let how = parallel::ParallelParse {
+                    kind: source.kind,
+                    opts,
+                    workers,
+                };
+                parallel::parse_file_parallel(
+                    how,
+                    reader,
+                    index,
+                    &source.name,
+                    &mut staging,
+                    &mut spill,
+                )
+                .await?
+            }
+        }
         tracing::debug!(source = %source.name, file = %file.name, rows = staging.counts.rows_read, "parsed");
     }
+    spill_staged(&source.name, &mut staging, &mut spill)?;
     let mut counts = std::mem::take(&mut staging.counts);
     let buckets = spill.buckets();
     let mut dated = spill.finish(&mut counts, &|bucket| format.derive(bucket))?;
@@ -97,7 +120,12 @@ pub async fn ingest_files(
     Ok(counts)
 }
 
-/// Parses one file chunk by chunk, spilling the staged rows after every chunk.
+/// Input text whose staged rows are spilled together: the spill splits them by date,
+/// so this sets the size of the batches it writes, and bounds the memory they take.
+pub(crate) const STAGED_INPUT_BYTES: usize = 32 << 20;
+
+/// Parses one file chunk by chunk into the staging area, spilling the staged rows
+/// after every [`STAGED_INPUT_BYTES`] of input.
 pub async fn parse_file(
     format: &mut dyn Format,
     mut reader: ChunkReader,
@@ -106,11 +134,7 @@ pub async fn parse_file(
     staging: &mut Staging,
     spill: &mut Spill,
 ) -> Result<()> {
-    let name = staging
-        .file_names
-        .get(file as usize)
-        .cloned()
-        .unwrap_or_default();
+    let name = staging.file_name(file);
     while let Some(chunk) = reader.next_chunk(|head| format.framing(head)).await? {
         let chunk = Chunk {
             file,
@@ -121,13 +145,17 @@ pub async fn parse_file(
             last: chunk.last,
         };
         format.parse(&chunk, staging)?;
-        spill_staged(source, staging, spill)?;
+        staging.staged_bytes += chunk.text.len();
+        if staging.staged_bytes >= STAGED_INPUT_BYTES {
+            spill_staged(source, staging, spill)?;
+        }
     }
     Ok(())
 }
 
 /// Moves every staged row and quarantined row into the spill.
 pub fn spill_staged(source: &str, staging: &mut Staging, spill: &mut Spill) -> Result<()> {
+    staging.staged_bytes = 0;
     for (i, table) in staging.tables.iter_mut().enumerate() {
         if let Some(batch) = table.take_batch(&staging.file_names)? {
             spill.add(i, batch)?;

@@ -1,12 +1,17 @@
 //! The external staging of one source, which keeps memory bounded whatever the input
-//! size. After every chunk the staged rows are spilled into hash buckets by primary key
-//! (kept in memory for a small source, Arrow IPC files in a temporary folder otherwise);
-//! then each bucket is loaded alone, deduplicated (of all occurrences of a key, across
-//! every table of the source, only the latest one's rows are kept) and its survivors
-//! regrouped by business date, so that each date can be written as one object.
-//! Rows without a key (events) are never deduplicated: they go straight to stores by
-//! business date (`date % DATE_STORES`), so they are written to disk and read back once.
-//! Spill files are LZ4-compressed Arrow IPC.
+//! size. After every chunk the staged rows are spilled (kept in memory for a small
+//! source, Arrow IPC files in a temporary folder otherwise):
+//!
+//! - rows of a deduplicated table go to stores by business date (`date % DATE_STORES`),
+//!   so each row is written to disk and read back once; the key of every keyed row, with
+//!   its occurrence, goes to a key index in hash buckets by key;
+//! - keyed rows of a grouped table (GA4 events by session) go to hash buckets by key,
+//!   so that a bucket holds every row of its keys for [`crate::formats::Format::derive`].
+//!
+//! [`Spill::finish`] reads the key index one bucket at a time and marks every occurrence
+//! of a key but the latest as a loser (one bit per occurrence); the losers' rows are
+//! dropped as the date stores are read for writing. Spill files are LZ4-compressed
+//! Arrow IPC.
 
 use std::collections::BTreeMap;
 
@@ -30,9 +35,11 @@ use crate::stage::{INTERNAL_COLUMNS, TableStage, staged_schema};
 pub const BUCKET_INPUT_BYTES: u64 = 48 << 20;
 /// Stores of keyless rows by business date: a store holds the dates equal modulo this
 /// (one date each for a source that spans less than this many days).
-const DATE_STORES: i32 = 256;
+const DATE_STORES: i32 = 1024;
 /// Buffer of each spill file: small, as hundreds may be open at once.
 const FILE_BUFFER: usize = 64 << 10;
+/// Key index entries added to the buckets at once.
+const INDEX_BATCH_ROWS: usize = 256 * 1024;
 /// At most this many buckets (open spill files per table).
 const MAX_BUCKETS: u64 = 512;
 
@@ -184,6 +191,12 @@ pub type Derive<'a> = dyn Fn(&[Vec<RecordBatch>]) -> Result<Vec<(usize, RecordBa
 /// Where the staged rows of one source go between parsing and writing.
 pub struct Spill {
     tables: Vec<SpillTable>,
+    /// The key index of the deduplicated tables: `(key, occurrence, table, date)` of
+    /// every keyed row, in buckets by key ([`index_schema`]).
+    index: Vec<BatchStore>,
+    /// Key index entries not yet added to the buckets, and their rows.
+    pending_index: Vec<RecordBatch>,
+    pending_rows: usize,
     /// Quarantined rows, as batches of [`crate::write::quarantine_schema`].
     quarantine: BatchStore,
     buckets: usize,
@@ -197,9 +210,44 @@ struct SpillTable {
     /// Whether rows of a key collapse to its latest occurrence (else the key only
     /// groups rows in a bucket, for [`crate::formats::Format::derive`]).
     dedup: bool,
+    /// Keyed rows of a grouped table, by key (empty for a deduplicated table).
     buckets: Vec<BatchStore>,
-    /// Keyless rows by `date % DATE_STORES` (on disk only), and the dates each holds.
+    /// Rows by `date % DATE_STORES`, and the rows of each date a store holds: every row
+    /// of a deduplicated table, the keyless rows of a grouped one.
     by_date: BTreeMap<i32, (BatchStore, BTreeMap<i32, u64>)>,
+}
+
+/// Schema of the key index: a keyed row's key, occurrence, table and business date.
+fn index_schema() -> SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema};
+    std::sync::Arc::new(Schema::new(vec![
+        Field::new("key", DataType::Utf8, true),
+        Field::new("occurrence", DataType::UInt64, false),
+        Field::new("table", DataType::UInt32, false),
+        Field::new("date", DataType::Date32, false),
+    ]))
+}
+
+/// The occurrences that lost to a later occurrence of their key: one bit per
+/// occurrence number (numbers are dense, so this is about one bit per source row).
+#[derive(Debug, Default, Clone)]
+pub struct Losers(Vec<u64>);
+
+impl Losers {
+    fn insert(&mut self, occurrence: u64) {
+        let word = (occurrence / 64) as usize;
+        if word >= self.0.len() {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << (occurrence % 64);
+    }
+
+    /// Whether the rows of this occurrence are dropped (0, no key, never is).
+    pub fn contains(&self, occurrence: u64) -> bool {
+        self.0
+            .get((occurrence / 64) as usize)
+            .is_some_and(|w| w & (1 << (occurrence % 64)) != 0)
+    }
 }
 
 impl Spill {
@@ -224,29 +272,31 @@ impl Spill {
         } else {
             None
         };
+        let store = |name: String| BatchStore::new(dir.as_ref().map(|d| d.path()), name);
         let tables = tables
             .iter()
             .map(|t| SpillTable {
                 name: t.name,
                 staged_schema: staged_schema(t.schema()),
                 dedup: t.dedup,
-                buckets: (0..buckets)
-                    .map(|b| {
-                        BatchStore::new(
-                            dir.as_ref().map(|d| d.path()),
-                            format!("{}-{b}.arrow", t.name),
-                        )
-                    })
-                    .collect(),
+                buckets: match t.dedup {
+                    true => vec![],
+                    false => (0..buckets)
+                        .map(|b| store(format!("{}-{b}.arrow", t.name)))
+                        .collect(),
+                },
                 by_date: BTreeMap::new(),
             })
             .collect();
-        let quarantine = BatchStore::new(
-            dir.as_ref().map(|d| d.path()),
-            "quarantine.arrow".to_string(),
-        );
+        let index = (0..buckets)
+            .map(|b| store(format!("index-{b}.arrow")))
+            .collect();
+        let quarantine = store("quarantine.arrow".to_string());
         Ok(Spill {
             tables,
+            index,
+            pending_index: vec![],
+            pending_rows: 0,
             quarantine,
             buckets,
             dir,
@@ -266,40 +316,58 @@ impl Spill {
         self.quarantine.push(batch)
     }
 
-    /// Spills a staged batch of table `table` ([`TableStage::take_batch`]) into the
-    /// buckets of its keys; rows without a key are spread evenly.
+    /// Spills a staged batch of table `table` ([`TableStage::take_batch`]). Rows of a
+    /// deduplicated table go to the stores of their business dates, and their keys to
+    /// the key index; keyed rows of a grouped table go to the bucket of their key.
     pub fn add(&mut self, table: usize, batch: RecordBatch) -> Result<()> {
+        self.add_all(table, &[batch])
+    }
+
+    /// [`Spill::add`] for several staged batches of one table at once: their rows are
+    /// routed with one copy (an interleave), without concatenating them first.
+    pub fn add_all(&mut self, table: usize, batches: &[RecordBatch]) -> Result<()> {
         let n = self.buckets;
         let dir = self.dir.as_ref().map(|d| d.path().to_path_buf());
         let Some(t) = self.tables.get_mut(table) else {
             return Ok(());
         };
-        if n == 1 {
-            return t.buckets[0].push(batch);
-        }
-        let keys = batch
-            .column(batch.num_columns() - 2)
-            .as_string_opt::<i32>()
-            .ok_or_else(|| IngestError::Write {
-                table: t.name.to_string(),
-                message: "staged key column is not text".into(),
-            })?;
-        let dates = batch
-            .column(batch.num_columns() - 3)
-            .as_primitive::<Date32Type>();
-        // Where each row goes: a key bucket, or the date store of a keyless row.
-        let mut targets: Vec<(Target, u32)> = (0..batch.num_rows())
-            .map(|i| {
-                let target = if keys.is_null(i) {
+        let mut entries = vec![];
+        // Where each row goes, `(target, (batch, row))`: a key bucket (keyed rows of a
+        // grouped table), or the store of its date.
+        let mut targets: Vec<(Target, (u32, u32))> = vec![];
+        for (index, batch) in batches.iter().enumerate() {
+            let keys = batch
+                .column(batch.num_columns() - 2)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| IngestError::Write {
+                    table: t.name.to_string(),
+                    message: "staged key column is not text".into(),
+                })?;
+            let dates = batch
+                .column(batch.num_columns() - 3)
+                .as_primitive::<Date32Type>();
+            if t.dedup && keys.null_count() < keys.len() {
+                entries.push(index_entries(table, batch, t.name)?);
+            }
+            targets.extend((0..batch.num_rows()).map(|i| {
+                let target = if t.dedup || keys.is_null(i) {
                     Target::DateStore(dates.value(i).rem_euclid(DATE_STORES))
                 } else {
                     Target::Bucket((fnv1a(keys.value(i).as_bytes()) % n as u64) as u32)
                 };
-                (target, i as u32)
-            })
-            .collect();
-        targets.sort_unstable();
-        for (target, part) in split_runs(&batch, &targets, t.name)? {
+                (target, (index as u32, i as u32))
+            }));
+        }
+        let parts = match (batches, targets.first()) {
+            ([batch], Some((first, _))) if targets.iter().all(|(target, _)| target == first) => {
+                vec![(*first, batch.clone())]
+            }
+            _ => {
+                targets.sort_unstable();
+                split_runs(batches, &targets, t.name)?
+            }
+        };
+        for (target, part) in parts {
             match target {
                 Target::Bucket(bucket) => t.buckets[bucket as usize].push(part)?,
                 Target::DateStore(slot) => {
@@ -322,159 +390,150 @@ impl Spill {
                 }
             }
         }
+        for entries in entries {
+            self.pending_rows += entries.num_rows();
+            self.pending_index.push(entries);
+        }
+        if self.pending_rows >= INDEX_BATCH_ROWS {
+            self.flush_index()?;
+        }
         Ok(())
     }
 
-    /// Deduplicates every bucket, adds the rows `derive` makes of the bucket's surviving
-    /// rows (batches per table; it returns `(table, batch)` pairs of staged batches), and
-    /// regroups the rows by business date. Moves the collapsed duplicates (rows of the
-    /// first table of earlier occurrences of a key) from `counts.rows_loaded` to
-    /// `counts.duplicates_collapsed`.
-    pub fn finish(self, counts: &mut SourceCounts, derive: &Derive<'_>) -> Result<Dated> {
+    /// Adds the pending key index entries to the buckets of their keys.
+    fn flush_index(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending_index);
+        self.pending_rows = 0;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let entries = arrow::compute::concat_batches(&index_schema(), &pending).map_err(|e| {
+            IngestError::Write {
+                table: "key index".into(),
+                message: e.to_string(),
+            }
+        })?;
+        drop(pending);
+        let n = self.index.len();
+        if n == 1 {
+            return self.index[0].push(entries);
+        }
+        let keys = entries.column(0).as_string::<i32>();
+        let mut targets: Vec<(u32, (u32, u32))> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let bucket = fnv1a(key.unwrap_or_default().as_bytes()) % n as u64;
+                (bucket as u32, (0, i as u32))
+            })
+            .collect();
+        targets.sort_unstable();
+        for (bucket, part) in split_runs(&[entries], &targets, "key index")? {
+            self.index[bucket as usize].push(part)?;
+        }
+        Ok(())
+    }
+
+    /// Finds the rows to drop (of all occurrences of a key, across every deduplicated
+    /// table, only the latest one's rows are kept), adds the rows `derive` makes of each
+    /// bucket of grouped rows (batches per table; it returns `(table, batch)` pairs of
+    /// staged batches), and regroups those by business date. Moves the collapsed
+    /// duplicates (rows of the first table of earlier occurrences of a key) from
+    /// `counts.rows_loaded` to `counts.duplicates_collapsed`.
+    pub fn finish(mut self, counts: &mut SourceCounts, derive: &Derive<'_>) -> Result<Dated> {
+        self.flush_index()?;
         let Spill {
             tables,
+            index,
+            pending_index: _,
+            pending_rows: _,
             quarantine,
             buckets,
             dir,
         } = self;
         let dir_path = dir.as_ref().map(|d| d.path().to_path_buf());
-        let mut readers: Vec<Vec<Option<BatchReader>>> = Vec::with_capacity(tables.len());
-        let dedup: Vec<bool> = tables.iter().map(|t| t.dedup).collect();
-        let mut out: Vec<DatedTable> = Vec::with_capacity(tables.len());
-        for t in tables {
-            let mut rs = Vec::with_capacity(buckets);
-            for store in t.buckets {
-                rs.push(Some(store.into_reader()?));
+        // Rows dropped per (table, date), to know which dates keep rows.
+        let mut dropped: HashMap<(u32, i32), u64> = HashMap::default();
+        let mut losers = Losers::default();
+        for store in index {
+            let batches = store.into_reader()?.all()?;
+            let columns: Vec<_> = batches.iter().map(index_columns).collect();
+            let mut latest: HashMap<&str, u64> = HashMap::default();
+            for (keys, occurrences, _, _) in &columns {
+                for (key, o) in keys.iter().zip(occurrences.values()) {
+                    let key = key.unwrap_or_default();
+                    latest
+                        .entry(key)
+                        .and_modify(|m| *m = (*m).max(*o))
+                        .or_insert(*o);
+                }
             }
-            readers.push(rs);
+            for (keys, occurrences, tables, dates) in &columns {
+                for i in 0..keys.len() {
+                    let o = occurrences.value(i);
+                    if latest.get(keys.value(i)) == Some(&o) {
+                        continue;
+                    }
+                    losers.insert(o);
+                    *dropped
+                        .entry((tables.value(i), dates.value(i)))
+                        .or_default() += 1;
+                    if tables.value(i) == 0 {
+                        counts.rows_loaded = counts.rows_loaded.saturating_sub(1);
+                        counts.duplicates_collapsed += 1;
+                    }
+                }
+            }
+        }
+        let losers = std::sync::Arc::new(losers);
+        let mut bucket_readers: Vec<Vec<BatchReader>> = Vec::with_capacity(tables.len());
+        let mut out: Vec<DatedTable> = Vec::with_capacity(tables.len());
+        for (table, t) in tables.into_iter().enumerate() {
+            bucket_readers.push(
+                t.buckets
+                    .into_iter()
+                    .map(BatchStore::into_reader)
+                    .collect::<Result<_>>()?,
+            );
             let mut dated = DatedTable {
                 name: t.name,
                 staged_schema: t.staged_schema,
+                dedup: t.dedup,
+                losers: losers.clone(),
                 dates: BTreeMap::new(),
                 stores: vec![],
-                rows: 0,
             };
-            // Keyless rows need no dedup: their date stores are read as they are.
+            // Date stores are read as they are, dropping the losers' rows.
             for (_, (store, held)) in t.by_date {
                 let index = dated.stores.len();
                 dated.stores.push(store.into_reader()?);
                 for (date, rows) in held {
-                    dated
-                        .dates
-                        .entry(date)
-                        .or_default()
-                        .push(Part::Filter(index));
-                    dated.rows += rows;
+                    if dropped.get(&(table as u32, date)) != Some(&rows) {
+                        let parts = dated.dates.entry(date).or_default();
+                        parts.push(Part::Filter(index));
+                    }
                 }
             }
             out.push(dated);
         }
-        for bucket in 0..buckets {
-            let mut loaded: Vec<Vec<RecordBatch>> = vec![];
-            for table_readers in &mut readers {
-                let batches = match table_readers[bucket].take() {
-                    Some(mut r) => r.all()?,
-                    None => vec![],
-                };
-                loaded.push(batches);
-            }
-            // The latest occurrence of every key, over every deduplicated table.
-            let mut latest: HashMap<&str, u64> = HashMap::default();
-            for (batches, _) in loaded.iter().zip(&dedup).filter(|(_, d)| **d) {
-                for b in batches {
-                    let (keys, occurrences) = key_columns(b);
-                    for i in 0..b.num_rows() {
-                        if keys.is_valid(i) {
-                            let o = occurrences.value(i);
-                            latest
-                                .entry(keys.value(i))
-                                .and_modify(|m| *m = (*m).max(o))
-                                .or_insert(o);
-                        }
-                    }
-                }
-            }
-            let mut kept: Vec<Vec<RecordBatch>> = Vec::with_capacity(loaded.len());
-            for (table, batches) in loaded.iter().enumerate() {
-                if !dedup[table] {
-                    kept.push(batches.clone());
-                    continue;
-                }
-                let mut survivors = Vec::with_capacity(batches.len());
-                for b in batches {
-                    let (keys, occurrences) = key_columns(b);
-                    let mut rows = Vec::with_capacity(b.num_rows());
-                    for i in 0..b.num_rows() {
-                        if keys.is_null(i)
-                            || latest.get(keys.value(i)) == Some(&occurrences.value(i))
-                        {
-                            rows.push(i as u32);
-                        } else if table == 0 {
-                            counts.rows_loaded = counts.rows_loaded.saturating_sub(1);
-                            counts.duplicates_collapsed += 1;
-                        }
-                    }
-                    survivors.push(if rows.len() == b.num_rows() {
-                        b.clone()
-                    } else {
-                        arrow::compute::take_record_batch(b, &UInt32Array::from(rows)).map_err(
-                            |e| IngestError::Write {
-                                table: out[table].name.to_string(),
-                                message: e.to_string(),
-                            },
-                        )?
+        if out.iter().any(|t| !t.dedup) {
+            for bucket in 0..buckets {
+                let mut loaded: Vec<Vec<RecordBatch>> = vec![];
+                for readers in &mut bucket_readers {
+                    loaded.push(match readers.get_mut(bucket) {
+                        Some(r) => r.all()?,
+                        None => vec![],
                     });
                 }
-                kept.push(survivors);
-            }
-            drop(latest);
-            drop(loaded);
-            for (table, batch) in derive(&kept)? {
-                if let Some(batches) = kept.get_mut(table) {
-                    batches.push(batch);
+                for (table, batch) in derive(&loaded)? {
+                    if let Some(batches) = loaded.get_mut(table) {
+                        batches.push(batch);
+                    }
                 }
-            }
-            for (table, batches) in kept.iter().enumerate() {
-                let dated = &mut out[table];
-                let mut store = BatchStore::new(
-                    dir_path.as_deref(),
-                    format!("{}-{bucket}-dated.arrow", dated.name),
-                );
-                // The bucket's rows in date order (read order within a date), taken at
-                // once, then one slice per date.
-                let mut order: Vec<((i32, u32), u32)> = vec![];
-                for (index, b) in batches.iter().enumerate() {
-                    let dates = b.column(b.num_columns() - 3).as_primitive::<Date32Type>();
-                    order.extend(
-                        dates
-                            .values()
-                            .iter()
-                            .enumerate()
-                            .map(|(row, date)| ((*date, index as u32), row as u32)),
-                    );
+                for (table, batches) in loaded.iter().enumerate() {
+                    let name = format!("{}-{bucket}-dated.arrow", out[table].name);
+                    out[table].add_by_date(BatchStore::new(dir_path.as_deref(), name), batches)?;
                 }
-                order.sort_unstable();
-                let sorted = match order.is_empty() {
-                    true => RecordBatch::new_empty(dated.staged_schema.clone()),
-                    false => interleave_runs(batches, &order, dated.name)?,
-                };
-                let mut start = 0;
-                for (date, rows) in runs(order.iter().map(|((date, _), _)| *date)) {
-                    let part = sorted.slice(start, rows);
-                    start += rows;
-                    dated.rows += rows as u64;
-                    let index = match &store {
-                        BatchStore::Memory(v) => v.len(),
-                        BatchStore::Disk { batches, .. } => *batches,
-                    };
-                    dated
-                        .dates
-                        .entry(date)
-                        .or_default()
-                        .push(Part::Batch(dated.stores.len(), index));
-                    store.push(part)?;
-                }
-                dated.stores.push(store.into_reader()?);
             }
         }
         Ok(Dated {
@@ -485,6 +544,45 @@ impl Spill {
     }
 }
 
+/// The key index entries of the keyed rows of a staged batch of a deduplicated table.
+fn index_entries(table: usize, batch: &RecordBatch, name: &str) -> Result<RecordBatch> {
+    let err = |e: arrow::error::ArrowError| IngestError::Write {
+        table: name.to_string(),
+        message: e.to_string(),
+    };
+    let n = batch.num_columns();
+    let keyed = arrow::compute::is_not_null(batch.column(n - 2)).map_err(err)?;
+    let tables = UInt32Array::from_value(table as u32, batch.num_rows());
+    RecordBatch::try_new(
+        index_schema(),
+        vec![
+            batch.column(n - 2).clone(),
+            batch.column(n - 1).clone(),
+            std::sync::Arc::new(tables),
+            batch.column(n - 3).clone(),
+        ],
+    )
+    .and_then(|b| arrow::compute::filter_record_batch(&b, &keyed))
+    .map_err(err)
+}
+
+/// The columns of a key index batch.
+fn index_columns(
+    b: &RecordBatch,
+) -> (
+    &arrow::array::StringArray,
+    &arrow::array::PrimitiveArray<UInt64Type>,
+    &arrow::array::UInt32Array,
+    &arrow::array::Date32Array,
+) {
+    (
+        b.column(0).as_string::<i32>(),
+        b.column(1).as_primitive::<UInt64Type>(),
+        b.column(2).as_primitive(),
+        b.column(3).as_primitive::<Date32Type>(),
+    )
+}
+
 /// Where [`Spill::add`] sends a staged row: a key bucket, or the date store of a
 /// keyless row (`date % DATE_STORES`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -493,19 +591,32 @@ enum Target {
     DateStore(i32),
 }
 
-/// Splits `batch` by `targets` (`(target, row)` sorted): one `take` of every row in
-/// that order, then a zero-copy slice per run of equal targets.
+/// Splits `batches` by `targets` (`(target, (batch, row))` sorted): one interleave of
+/// every row in that order (a `take` when there is one batch), then a zero-copy slice
+/// per run of equal targets.
 fn split_runs<T: Copy + PartialEq>(
-    batch: &RecordBatch,
-    targets: &[(T, u32)],
+    batches: &[RecordBatch],
+    targets: &[(T, (u32, u32))],
     table: &str,
 ) -> Result<Vec<(T, RecordBatch)>> {
-    let indices = UInt32Array::from_iter_values(targets.iter().map(|(_, row)| *row));
-    let sorted =
-        arrow::compute::take_record_batch(batch, &indices).map_err(|e| IngestError::Write {
-            table: table.to_string(),
-            message: e.to_string(),
-        })?;
+    let err = |e: arrow::error::ArrowError| IngestError::Write {
+        table: table.to_string(),
+        message: e.to_string(),
+    };
+    let sorted = match batches {
+        [batch] => {
+            let indices = UInt32Array::from_iter_values(targets.iter().map(|(_, (_, row))| *row));
+            arrow::compute::take_record_batch(batch, &indices).map_err(err)?
+        }
+        _ => {
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            let indices: Vec<(usize, usize)> = targets
+                .iter()
+                .map(|(_, (batch, row))| (*batch as usize, *row as usize))
+                .collect();
+            arrow::compute::interleave_record_batch(&refs, &indices).map_err(err)?
+        }
+    };
     let mut start = 0;
     Ok(runs(targets.iter().map(|(target, _)| *target))
         .into_iter()
@@ -546,19 +657,6 @@ fn runs<T: PartialEq>(values: impl Iterator<Item = T>) -> Vec<(T, usize)> {
     out
 }
 
-fn key_columns(
-    b: &RecordBatch,
-) -> (
-    &arrow::array::StringArray,
-    &arrow::array::PrimitiveArray<UInt64Type>,
-) {
-    let n = b.num_columns();
-    (
-        b.column(n - 2).as_string::<i32>(),
-        b.column(n - 1).as_primitive::<UInt64Type>(),
-    )
-}
-
 /// FNV-1a: a stable hash of a key (the same bucket on every run and machine).
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -593,15 +691,17 @@ impl Dated {
 pub struct DatedTable {
     pub name: &'static str,
     staged_schema: SchemaRef,
+    /// Whether the rows of [`Losers`] are dropped as its date stores are read.
+    dedup: bool,
+    losers: std::sync::Arc<Losers>,
     /// Date32 -> where its rows are.
     dates: BTreeMap<i32, Vec<Part>>,
     stores: Vec<BatchReader>,
-    /// Rows kept.
-    pub rows: u64,
 }
 
-/// Where rows of a date are: a whole batch of a store (deduplicated rows, grouped by
-/// date), or the rows of that date in every batch of a store (keyless rows).
+/// Where rows of a date are: a whole batch of a store (grouped and derived rows,
+/// regrouped by date), or the rows of that date, losers dropped, in every batch of a
+/// date store.
 #[derive(Debug, Clone, Copy)]
 enum Part {
     Batch(usize, usize),
@@ -609,6 +709,43 @@ enum Part {
 }
 
 impl DatedTable {
+    /// Adds rows (staged batches) regrouped by date into a new store: the rows in date
+    /// order (read order within a date), taken at once, then one slice per date.
+    fn add_by_date(&mut self, mut store: BatchStore, batches: &[RecordBatch]) -> Result<()> {
+        let mut order: Vec<((i32, u32), u32)> = vec![];
+        for (index, b) in batches.iter().enumerate() {
+            let dates = b.column(b.num_columns() - 3).as_primitive::<Date32Type>();
+            order.extend(
+                dates
+                    .values()
+                    .iter()
+                    .enumerate()
+                    .map(|(row, date)| ((*date, index as u32), row as u32)),
+            );
+        }
+        if order.is_empty() {
+            return Ok(());
+        }
+        order.sort_unstable();
+        let sorted = interleave_runs(batches, &order, self.name)?;
+        let mut start = 0;
+        for (date, rows) in runs(order.iter().map(|((date, _), _)| *date)) {
+            let part = sorted.slice(start, rows);
+            start += rows;
+            let index = match &store {
+                BatchStore::Memory(v) => v.len(),
+                BatchStore::Disk { batches, .. } => *batches,
+            };
+            self.dates
+                .entry(date)
+                .or_default()
+                .push(Part::Batch(self.stores.len(), index));
+            store.push(part)?;
+        }
+        self.stores.push(store.into_reader()?);
+        Ok(())
+    }
+
     /// The business dates with rows, ascending.
     pub fn dates(&self) -> Vec<i32> {
         self.dates.keys().copied().collect()
@@ -655,11 +792,17 @@ impl DateParts<'_> {
     }
 
     fn of_date(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let dates = batch
-            .column(batch.num_columns() - 3)
-            .as_primitive::<Date32Type>();
-        let mask: arrow::array::BooleanArray =
-            dates.iter().map(|d| Some(d == Some(self.date))).collect();
+        let n = batch.num_columns();
+        let dates = batch.column(n - 3).as_primitive::<Date32Type>();
+        let occurrences = batch.column(n - 1).as_primitive::<UInt64Type>();
+        let losers = &self.table.losers;
+        let dedup = self.table.dedup;
+        let mask: arrow::array::BooleanArray = dates
+            .values()
+            .iter()
+            .zip(occurrences.values())
+            .map(|(d, o)| Some(*d == self.date && !(dedup && losers.contains(*o))))
+            .collect();
         arrow::compute::filter_record_batch(batch, &mask).map_err(|e| IngestError::Write {
             table: self.table.name.to_string(),
             message: e.to_string(),

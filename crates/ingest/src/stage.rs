@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
+use arrow::array::AsArray;
 use arrow::array::{
     ArrayBuilder, ArrayRef, BooleanBuilder, Date32Array, Date32Builder, Float64Builder,
     Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Array,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt64Type};
 use arrow::record_batch::RecordBatch;
 use crmflow_core::runs::SourceCounts;
 
@@ -362,6 +363,8 @@ pub struct Staging {
     pub file_names: Vec<String>,
     /// Quarantined rows per file index (for the worst files of the quarantine gate).
     pub quarantined_per_file: Vec<u64>,
+    /// Input bytes parsed since the staged rows were last spilled.
+    pub staged_bytes: usize,
     /// The last occurrence number handed out.
     last_occurrence: u64,
     /// The run's cut-off, microseconds UTC: rows after it are skipped.
@@ -377,10 +380,86 @@ impl Staging {
             counts: SourceCounts::default(),
             file_names: vec![],
             quarantined_per_file: vec![],
+            staged_bytes: 0,
             last_occurrence: 0,
             cutoff,
             tz,
         }
+    }
+
+    /// An empty staging area for parsing one chunk on its own ([`crate::parallel`]):
+    /// the same files, cut-off and time zone, no rows, counts or occurrences.
+    pub fn for_chunk(&self, tables: Vec<TableStage>) -> Self {
+        Self {
+            file_names: self.file_names.clone(),
+            quarantined_per_file: vec![0; self.quarantined_per_file.len()],
+            ..Self::new(tables, self.cutoff, self.tz)
+        }
+    }
+
+    /// Takes every table's staged rows as `(table, batch)` ([`TableStage::take_batch`]).
+    pub fn take_batches(&mut self) -> Result<Vec<(usize, RecordBatch)>> {
+        let mut out = vec![];
+        for (table, stage) in self.tables.iter_mut().enumerate() {
+            if let Some(batch) = stage.take_batch(&self.file_names)? {
+                out.push((table, batch));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Merges a chunk's staging area ([`Staging::for_chunk`]) parsed after everything
+    /// staged here, and its staged batches ([`Staging::take_batches`]): adds its counts
+    /// and quarantined rows, and returns the batches with their occurrences renumbered
+    /// after this area's.
+    pub fn absorb(
+        &mut self,
+        mut chunk: Staging,
+        batches: Vec<(usize, RecordBatch)>,
+    ) -> Result<Vec<(usize, RecordBatch)>> {
+        let base = self.last_occurrence;
+        self.last_occurrence += chunk.last_occurrence;
+        self.staged_bytes += chunk.staged_bytes;
+        let (c, mine) = (&chunk.counts, &mut self.counts);
+        mine.rows_read += c.rows_read;
+        mine.rows_loaded += c.rows_loaded;
+        mine.rows_quarantined += c.rows_quarantined;
+        mine.duplicates_collapsed += c.duplicates_collapsed;
+        mine.rows_after_cutoff += c.rows_after_cutoff;
+        mine.invalid_phones += c.invalid_phones;
+        mine.invalid_emails += c.invalid_emails;
+        for (mine, theirs) in self
+            .quarantined_per_file
+            .iter_mut()
+            .zip(&chunk.quarantined_per_file)
+        {
+            *mine += theirs;
+        }
+        self.quarantine.append(&mut chunk.quarantine);
+        let mut out = vec![];
+        for (table, batch) in batches {
+            let n = batch.num_columns();
+            let occurrences = batch.column(n - 1).as_primitive::<UInt64Type>();
+            // 0 is no key: it stays 0.
+            let renumbered: UInt64Array = occurrences.unary(|o| if o == 0 { 0 } else { o + base });
+            let mut columns = batch.columns().to_vec();
+            columns[n - 1] = Arc::new(renumbered);
+            let batch =
+                RecordBatch::try_new(batch.schema(), columns).map_err(|e| IngestError::Write {
+                    table: format!("table {table}"),
+                    message: e.to_string(),
+                })?;
+            out.push((table, batch));
+        }
+        Ok(out)
+    }
+
+    /// The name of a registered file.
+    pub fn file_name(&self, file: u32) -> String {
+        self.file_names
+            .get(file as usize)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Registers a file; returns its index.

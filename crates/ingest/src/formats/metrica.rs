@@ -27,7 +27,7 @@ use super::{Format, ParseOptions, each_record};
 use crate::chunks::{Chunk, Framing};
 use crate::error::Result;
 use crate::stage::{Reason, Staging, TableStage, f64_list_type, str_list_type, ts_type};
-use crate::text::{DelimitedOptions, clickhouse_array, tsv_text, unescape_tsv};
+use crate::text::{DelimitedOptions, Header, clickhouse_array, tsv_text, unescape_tsv};
 
 pub struct Metrica {
     pub opts: ParseOptions,
@@ -70,6 +70,56 @@ fn device(raw: &str) -> Option<&str> {
     }
 }
 
+/// Header positions of the fields read, resolved once per chunk.
+struct Columns {
+    visit: Option<usize>,
+    counter: Option<usize>,
+    date_time: Option<usize>,
+    client: Option<usize>,
+    start_url: Option<usize>,
+    traffic: Option<usize>,
+    adv_engine: Option<usize>,
+    search_engine: Option<usize>,
+    utm: Vec<Option<usize>>,
+    device: Option<usize>,
+    page_views: Option<usize>,
+    duration: Option<usize>,
+    bounce: Option<usize>,
+    purchase_ids: Option<usize>,
+    revenue: Option<usize>,
+    goals: Option<usize>,
+}
+
+impl Columns {
+    fn of(h: &Header) -> Self {
+        Self {
+            visit: h.col("ym:s:visitID"),
+            counter: h.col("ym:s:counterID"),
+            date_time: h.col("ym:s:dateTime"),
+            client: h.col("ym:s:clientID"),
+            start_url: h.col("ym:s:startURL"),
+            traffic: h.col("ym:s:lastTrafficSource"),
+            adv_engine: h.col("ym:s:lastAdvEngine"),
+            search_engine: h.col("ym:s:lastSearchEngine"),
+            // The unprefixed UTM column wins where a file has both.
+            utm: UTM
+                .iter()
+                .map(|u| {
+                    h.col(&format!("ym:s:UTM{u}"))
+                        .or_else(|| h.col(&format!("ym:s:lastUTM{u}")))
+                })
+                .collect(),
+            device: h.col("ym:s:deviceCategory"),
+            page_views: h.col("ym:s:pageViews"),
+            duration: h.col("ym:s:visitDuration"),
+            bounce: h.col("ym:s:bounce"),
+            purchase_ids: h.col("ym:s:purchaseID"),
+            revenue: h.col("ym:s:purchaseRevenue"),
+            goals: h.col("ym:s:goalsID"),
+        }
+    }
+}
+
 impl Metrica {
     fn delimited(&self) -> DelimitedOptions {
         DelimitedOptions {
@@ -94,7 +144,7 @@ impl Format for Metrica {
         let opts = self.delimited();
         let tz = self.opts.tz;
         let required = ["ym:s:visitID", "ym:s:counterID", "ym:s:dateTime"];
-        let mut utm_cols: Option<Vec<Option<usize>>> = None;
+        let mut columns: Option<Columns> = None;
         each_record(
             "Yandex Metrica visits",
             chunk,
@@ -102,17 +152,9 @@ impl Format for Metrica {
             &required,
             staging,
             |rec, h, staging| {
-                // The unprefixed UTM column wins where a file has both.
-                let utm = utm_cols.get_or_insert_with(|| {
-                    UTM.iter()
-                        .map(|u| {
-                            h.col(&format!("ym:s:UTM{u}"))
-                                .or_else(|| h.col(&format!("ym:s:lastUTM{u}")))
-                        })
-                        .collect()
-                });
-                let field = |col: &str| unescape_tsv(rec.get(h.col(col)));
-                let (counter, visit) = (field("ym:s:counterID"), field("ym:s:visitID"));
+                let c = columns.get_or_insert_with(|| Columns::of(h));
+                let field = |col: Option<usize>| unescape_tsv(rec.get(col));
+                let (counter, visit) = (field(c.counter), field(c.visit));
                 let (Some(counter), Some(visit)) = (text(&counter), text(&visit)) else {
                     let column = if text(&counter).is_none() {
                         "ym:s:counterID"
@@ -129,7 +171,7 @@ impl Format for Metrica {
                     );
                     return;
                 };
-                let Some(visit_at) = timestamp_micros(&field("ym:s:dateTime"), tz) else {
+                let Some(visit_at) = timestamp_micros(&field(c.date_time), tz) else {
                     staging.quarantine(
                         file,
                         rec.line,
@@ -146,17 +188,17 @@ impl Format for Metrica {
                 let Some(date) = staging.date_of(visit_at) else {
                     return;
                 };
-                let t = |col: &str| tsv_text(rec.get(h.col(col)));
+                let t = |col: Option<usize>| tsv_text(rec.get(col));
                 let utm_values: Vec<Option<Cow<str>>> =
-                    utm.iter().map(|c| tsv_text(rec.get(*c))).collect();
-                let purchase_ids = clickhouse_array(&field("ym:s:purchaseID")).map(|ids| {
+                    c.utm.iter().map(|u| tsv_text(rec.get(*u))).collect();
+                let purchase_ids = clickhouse_array(&field(c.purchase_ids)).map(|ids| {
                     ids.into_iter()
                         .filter_map(|i| text(&i).map(str::to_string))
                         .collect::<Vec<_>>()
                 });
-                let revenue: Option<Vec<f64>> = clickhouse_array(&field("ym:s:purchaseRevenue"))
+                let revenue: Option<Vec<f64>> = clickhouse_array(&field(c.revenue))
                     .map(|vs| vs.iter().filter_map(|v| decimal(v)).collect());
-                let goals = clickhouse_array(&field("ym:s:goalsID"));
+                let goals = clickhouse_array(&field(c.goals));
                 let key = format!("{counter}\u{1f}{visit}");
                 let occurrence = staging.occurrence();
                 staging.tables[0]
@@ -164,24 +206,20 @@ impl Format for Metrica {
                     .str(Some(counter))
                     .str(Some(visit))
                     .ts(Some(visit_at))
-                    .str(t("ym:s:clientID").as_deref())
-                    .str(t("ym:s:startURL").as_deref())
-                    .str(
-                        t("ym:s:lastTrafficSource")
-                            .map(|s| s.to_lowercase())
-                            .as_deref(),
-                    )
-                    .str(t("ym:s:lastAdvEngine").as_deref())
-                    .str(t("ym:s:lastSearchEngine").as_deref())
+                    .str(t(c.client).as_deref())
+                    .str(t(c.start_url).as_deref())
+                    .str(t(c.traffic).map(|s| s.to_lowercase()).as_deref())
+                    .str(t(c.adv_engine).as_deref())
+                    .str(t(c.search_engine).as_deref())
                     .str(utm_values[0].as_deref())
                     .str(utm_values[1].as_deref())
                     .str(utm_values[2].as_deref())
                     .str(utm_values[3].as_deref())
                     .str(utm_values[4].as_deref())
-                    .str(device(field("ym:s:deviceCategory").trim()))
-                    .i64(integer(&field("ym:s:pageViews")))
-                    .i64(integer(&field("ym:s:visitDuration")))
-                    .boolean(text(&field("ym:s:bounce")).map(boolean))
+                    .str(device(field(c.device).trim()))
+                    .i64(integer(&field(c.page_views)))
+                    .i64(integer(&field(c.duration)))
+                    .boolean(text(&field(c.bounce)).map(boolean))
                     .str_list(purchase_ids.as_deref())
                     .f64_list(revenue.as_deref())
                     .str_list(goals.as_deref())

@@ -47,6 +47,12 @@ pub trait Format: Send + Sync {
     /// Parses one chunk of a file (whole records; see [`Chunk`]) into the staging area.
     /// Chunks of a file come in order; a format may carry state from one to the next.
     fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()>;
+    /// Whether parsing a chunk depends on the chunks before it (an order whose rows
+    /// continue in the next chunk): such a format parses a file's chunks one after the
+    /// other, the others parse them on several threads ([`crate::parallel`]).
+    fn carries_state(&self) -> bool {
+        false
+    }
     /// Rows of derived tables made from one spill bucket after deduplication: the
     /// bucket's staged batches per table (all rows of a key are in one bucket); returns
     /// `(table, staged batch)` pairs. None by default.

@@ -245,6 +245,10 @@ impl Format for Shopify {
         Self::delimited(self.opts).into()
     }
 
+    fn carries_state(&self) -> bool {
+        true
+    }
+
     fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
         let file = chunk.file;
         if chunk.first {
