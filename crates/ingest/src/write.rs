@@ -9,7 +9,6 @@ use std::sync::Arc;
 use arrow::array::{RecordBatch, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Schema};
 use crmflow_core::lake::Lake;
-use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -33,42 +32,22 @@ pub fn date_string(days: i32) -> String {
         .unwrap_or_else(|| format!("day{days}"))
 }
 
-/// Streams batches into one Parquet object of the lake: written through a buffered
-/// object-store writer (one put, or a multipart upload for a large object), so the
-/// object appears whole when closed and memory holds about one row group.
+/// Streams batches into one Parquet object of the lake, its columns encoded in
+/// parallel ([`crmflow_core::parquet_writer`]); the object appears whole when complete.
+/// Nothing is written when there is no batch.
 pub async fn write_parquet_object(
     lake: &Lake,
     relative: &str,
-    table: &str,
     batches: impl IntoIterator<Item = Result<RecordBatch>>,
 ) -> Result<u64> {
-    let err = |e: parquet::errors::ParquetError| IngestError::Write {
-        table: table.to_string(),
-        message: format!("{relative}: {e}"),
+    let mut batches = batches.into_iter();
+    let Some(first) = batches.next().transpose()? else {
+        return Ok(0);
     };
-    let sink = object_store::buffered::BufWriter::new(lake.store(), lake.path(relative));
-    let mut writer: Option<AsyncArrowWriter<object_store::buffered::BufWriter>> = None;
-    let mut sink = Some(sink);
-    let mut rows = 0;
-    for batch in batches {
-        let batch = batch?;
-        if writer.is_none()
-            && let Some(s) = sink.take()
-        {
-            writer = Some(
-                AsyncArrowWriter::try_new(s, batch.schema(), Some(writer_properties()))
-                    .map_err(err)?,
-            );
-        }
-        if let Some(w) = writer.as_mut() {
-            rows += batch.num_rows() as u64;
-            w.write(&batch).await.map_err(err)?;
-        }
-    }
-    if let Some(w) = writer {
-        w.close().await.map_err(err)?;
-    }
-    Ok(rows)
+    let schema = first.schema();
+    let stream = futures::stream::iter(std::iter::once(Ok(first)).chain(batches));
+    crmflow_core::parquet_writer::write_parquet(lake, relative, schema, writer_properties(), stream)
+        .await
 }
 
 /// Writes every deduplicated table of a source, one object per business date; returns
@@ -87,8 +66,7 @@ pub async fn write_tables(
                 table.name,
                 date_string(date)
             );
-            let name = table.name;
-            rows += write_parquet_object(lake, &path, name, table.parts(date)).await?;
+            rows += write_parquet_object(lake, &path, table.parts(date)).await?;
         }
         written.insert(table.name.to_string(), rows);
     }
@@ -167,6 +145,6 @@ pub async fn write_quarantine(
         lake.delete(&path).await?;
         return Ok(());
     }
-    write_parquet_object(lake, &path, "quarantine", dated.quarantine()).await?;
+    write_parquet_object(lake, &path, dated.quarantine()).await?;
     Ok(())
 }

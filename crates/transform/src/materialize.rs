@@ -12,18 +12,11 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{SortExpr, col};
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_writer::{
-    ArrowColumnChunk, ArrowLeafColumn, ArrowRowGroupWriterFactory, compute_leaves,
-};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use parquet::file::writer::SerializedFileWriter;
-use tokio::io::AsyncWriteExt;
 
 use crmflow_core::lake::Lake;
 
@@ -152,16 +145,11 @@ pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &s
     }
 }
 
-/// Streams a DataFrame into one Parquet object; visible only once complete. `sorted_by`
-/// (the columns the frame is sorted by, ascending, nulls first) is recorded in the
-/// file's key-value metadata under [`SORTED_BY_KEY`], so that readers can declare the
-/// order to DataFusion and skip sorts the file already satisfies.
-///
-/// The columns of each row group are encoded in parallel, one blocking task per column
-/// (with one writer, encoding and zstd were one core's work: 55M rows of
-/// `attribution_credits` took 19 s). Not DataFusion's Parquet sink, which does the
-/// same: it reserves its buffers in the query's memory pool without being able to
-/// spill, so a model whose sort had filled the pool failed while writing.
+/// Streams a DataFrame into one Parquet object; visible only once complete
+/// ([`crmflow_core::parquet_writer`]). `sorted_by` (the columns the frame is sorted by,
+/// ascending, nulls first) is recorded in the file's key-value metadata under
+/// [`SORTED_BY_KEY`], so that readers can declare the order to DataFusion and skip
+/// sorts the file already satisfies.
 pub async fn write_parquet(
     lake: &Lake,
     relative: &str,
@@ -175,141 +163,12 @@ pub async fn write_parquet(
         metadata.insert(SORTED_BY_KEY.to_string(), sorted_by.join(","));
     }
     let schema = Arc::new(df.schema().as_arrow().clone().with_metadata(metadata));
-    let mut stream = df.execute_stream().await?;
-    let write_err = |e: parquet::errors::ParquetError| write_error(relative, e);
-    let properties = writer_properties();
-    let row_group_rows = properties
-        .max_row_group_row_count()
-        .unwrap_or(1 << 20)
-        .max(1);
-    let (mut file, columns) = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))
-        .and_then(ArrowWriter::into_serialized_writer)
-        .map_err(write_err)?;
-    // Dropping the object writer before its shutdown aborts the multipart upload: the
-    // previous object stays.
-    let mut object = object_store::buffered::BufWriter::new(lake.store(), lake.path(relative));
-    let mut pending: Vec<RecordBatch> = vec![];
-    let mut pending_rows = 0;
-    let mut row_groups = 0;
-    let mut rows = 0;
-    // One row group is encoded while the query produces the next one's rows.
-    let mut encoding: Option<Vec<ColumnTask>> = None;
-    loop {
-        let next = stream.next().await.transpose()?;
-        let Some(mut batch) = next else { break };
-        rows += batch.num_rows() as u64;
-        while pending_rows + batch.num_rows() >= row_group_rows {
-            let take = row_group_rows - pending_rows;
-            pending.push(batch.slice(0, take));
-            batch = batch.slice(take, batch.num_rows() - take);
-            if let Some(tasks) = encoding.take() {
-                append_row_group(&mut file, tasks)
-                    .await
-                    .map_err(write_err)?;
-                flush(&mut file, &mut object, relative).await?;
-            }
-            let group = std::mem::take(&mut pending);
-            encoding =
-                Some(encode_row_group(&columns, row_groups, &schema, group).map_err(write_err)?);
-            row_groups += 1;
-            pending_rows = 0;
-        }
-        if batch.num_rows() > 0 {
-            pending_rows += batch.num_rows();
-            pending.push(batch);
-        }
-    }
-    if let Some(tasks) = encoding.take() {
-        append_row_group(&mut file, tasks)
-            .await
-            .map_err(write_err)?;
-    }
-    if pending_rows > 0 {
-        let tasks = encode_row_group(&columns, row_groups, &schema, pending).map_err(write_err)?;
-        append_row_group(&mut file, tasks)
-            .await
-            .map_err(write_err)?;
-    }
-    file.finish().map_err(write_err)?;
-    flush(&mut file, &mut object, relative).await?;
-    object
-        .shutdown()
+    let stream = df
+        .execute_stream()
+        .await?
+        .map(|batch| batch.map_err(TransformError::from));
+    crmflow_core::parquet_writer::write_parquet(lake, relative, schema, writer_properties(), stream)
         .await
-        .map_err(|e| write_error(relative, e))?;
-    Ok(rows)
-}
-
-/// A column of a row group being encoded.
-type ColumnTask = tokio::task::JoinHandle<parquet::errors::Result<ArrowColumnChunk>>;
-
-/// Starts encoding one row group: one blocking task per column.
-fn encode_row_group(
-    columns: &ArrowRowGroupWriterFactory,
-    index: usize,
-    schema: &datafusion::arrow::datatypes::SchemaRef,
-    batches: Vec<RecordBatch>,
-) -> parquet::errors::Result<Vec<ColumnTask>> {
-    let writers = columns.create_column_writers(index)?;
-    let mut leaves: Vec<Vec<ArrowLeafColumn>> = writers.iter().map(|_| vec![]).collect();
-    for batch in &batches {
-        let mut leaf = 0;
-        for (array, field) in batch.columns().iter().zip(schema.fields()) {
-            for column in compute_leaves(field, array)? {
-                if let Some(slot) = leaves.get_mut(leaf) {
-                    slot.push(column);
-                }
-                leaf += 1;
-            }
-        }
-    }
-    Ok(writers
-        .into_iter()
-        .zip(leaves)
-        .map(|(mut writer, leaves)| {
-            tokio::task::spawn_blocking(move || {
-                for leaf in &leaves {
-                    writer.write(leaf)?;
-                }
-                writer.close()
-            })
-        })
-        .collect())
-}
-
-/// Waits for a row group's columns, in order, and appends them to the file.
-async fn append_row_group(
-    file: &mut SerializedFileWriter<Vec<u8>>,
-    tasks: Vec<ColumnTask>,
-) -> parquet::errors::Result<()> {
-    let mut row_group = file.next_row_group()?;
-    for task in tasks {
-        let chunk = task
-            .await
-            .map_err(|e| parquet::errors::ParquetError::General(e.to_string()))??;
-        chunk.append_to_row_group(&mut row_group)?;
-    }
-    row_group.close()?;
-    Ok(())
-}
-
-/// Moves the bytes the file writer has encoded so far to the object writer.
-async fn flush(
-    file: &mut SerializedFileWriter<Vec<u8>>,
-    object: &mut object_store::buffered::BufWriter,
-    relative: &str,
-) -> Result<()> {
-    let bytes = std::mem::take(file.inner_mut());
-    object
-        .write_all(&bytes)
-        .await
-        .map_err(|e| write_error(relative, e))
-}
-
-fn write_error(relative: &str, e: impl std::fmt::Display) -> TransformError {
-    TransformError::Write {
-        path: relative.to_string(),
-        message: e.to_string(),
-    }
 }
 
 #[cfg(test)]
