@@ -1,11 +1,12 @@
 //! crmflow-ingest: vendor exports -> canonical Parquet tables in the lake.
 //!
 //! For one source: list its files ([`inputs`]), read each as chunks of whole records
-//! ([`chunks`]), parse every chunk with the source kind's format ([`formats`]) into a
-//! staging area that applies the cut-off and quarantines bad rows ([`stage`]), spill the
-//! staged rows after every chunk into key buckets that are then deduplicated one at a
-//! time ([`spill`]), and write one Parquet object per table and business date, plus the
-//! quarantine ([`write`]). Memory holds a chunk, a bucket or a date, never a source.
+//! ([`chunks`]), parse the chunks with the source kind's format ([`formats`]), on every
+//! core where the format allows ([`parallel`]), into a staging area that applies the
+//! cut-off and quarantines bad rows ([`stage`]), spill the staged rows by business date
+//! with a key index that is deduplicated one bucket at a time ([`spill`]), and write one
+//! Parquet object per table and business date, plus the quarantine ([`write`]). Memory
+//! holds a few chunks, a bucket or a row group, never a source.
 
 pub mod chunks;
 pub mod error;

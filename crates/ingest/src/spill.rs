@@ -30,11 +30,12 @@ use crmflow_core::runs::SourceCounts;
 use crate::error::{IngestError, Result};
 use crate::stage::{INTERNAL_COLUMNS, TableStage, staged_schema};
 
-/// Input bytes per bucket: a bucket holds about this much text once staged, and the
-/// dedup step holds one bucket in memory at a time.
+/// Input bytes per bucket: the number of key buckets (of the key index, and of a
+/// grouped table) is the input size over this; the dedup step holds one bucket at a time.
 pub const BUCKET_INPUT_BYTES: u64 = 48 << 20;
-/// Stores of keyless rows by business date: a store holds the dates equal modulo this
-/// (one date each for a source that spans less than this many days).
+/// Date stores per table: a store holds the dates equal modulo this (one date each for
+/// a source that spans less than this many days; a store of several dates is read once
+/// per date).
 const DATE_STORES: i32 = 1024;
 /// Buffer of each spill file: small, as hundreds may be open at once.
 const FILE_BUFFER: usize = 64 << 10;
@@ -383,8 +384,8 @@ impl Spill {
                     let part_dates = part
                         .column(part.num_columns() - 3)
                         .as_primitive::<Date32Type>();
-                    for date in part_dates.values() {
-                        *held.entry(*date).or_default() += 1;
+                    for (date, rows) in runs(part_dates.values().iter().copied()) {
+                        *held.entry(date).or_default() += rows as u64;
                     }
                     store.push(part)?;
                 }
