@@ -274,7 +274,8 @@ async fn models(args: ModelsArgs) -> Result<()> {
                 &job.path.display().to_string(),
                 &as_of.to_string(),
             );
-            let result = pipeline::models(&job, &lake, as_of, &select, &mut record).await;
+            let result =
+                crate::models_stage::models(&job, &lake, as_of, &select, &mut record).await;
             for (name, rows, secs) in result.as_ref().map(|o| o.built.clone()).unwrap_or_default() {
                 writeln!(out, "built {name:<28} {rows:>10} rows {secs:>8.2}s")?;
             }

@@ -7,6 +7,7 @@ mod demo;
 mod exit;
 mod generate;
 mod logging;
+mod models_stage;
 mod pipeline;
 mod publish;
 

@@ -10,10 +10,9 @@ use chrono::NaiveDate;
 use crmflow_core::config::Job;
 use crmflow_core::lake::Lake;
 use crmflow_core::lease::Lease;
-use crmflow_core::runs::{RunRecord, RunStatus, SourceCounts, StageRecord, TestRecord};
-use crmflow_transform::datatests::{Severity, TestOutcome, run_tests};
+use crmflow_core::runs::{RunRecord, RunStatus, SourceCounts, StageRecord};
 use crmflow_transform::engine::{EngineConfig, LakeTable, build_context};
-use crmflow_transform::materialize::{mart_folder, run_model};
+use crmflow_transform::materialize::mart_folder;
 use crmflow_transform::models::{Materialization, Project};
 use crmflow_transform::vars::VarSet;
 use datafusion::prelude::SessionContext;
@@ -167,7 +166,9 @@ async fn run_stages(
                 } else {
                     plan.select.clone()
                 };
-                models(job, lake, as_of, &select, record).await.map(|_| ())
+                crate::models_stage::models(job, lake, as_of, &select, record)
+                    .await
+                    .map(|_| ())
             }
             Stage::Publish => {
                 crate::publish::publish(job, lake, as_of, &plan.publish, record).await
@@ -362,145 +363,6 @@ pub async fn model_env(job: &Job, lake: &Lake, as_of: NaiveDate) -> Result<Model
     let config = EngineConfig::from_settings(&job.file.engine, job.business_tz, job.base_dir());
     let ctx = build_context(&config, lake, &tables, &seeds).await?;
     Ok(ModelEnv { project, vars, ctx })
-}
-
-/// What a models stage did.
-#[derive(Debug, Default)]
-pub struct ModelsOutcome {
-    pub built: Vec<(String, u64, f64)>,
-    pub tests: Vec<TestOutcome>,
-    pub skipped: Vec<String>,
-    pub failed: Vec<(String, String)>,
-}
-
-/// The models stage: selected models in order, each followed by its data tests; an
-/// error-level failure stops the models downstream of it.
-pub async fn models(
-    job: &Job,
-    lake: &Lake,
-    as_of: NaiveDate,
-    select: &[String],
-    record: &mut RunRecord,
-) -> Result<ModelsOutcome> {
-    let env = model_env(job, lake, as_of).await?;
-    let selected: BTreeSet<String> = env
-        .project
-        .select(select)
-        .map_err(|e| UsageError(e.to_string()))?
-        .into_iter()
-        .collect();
-    let mut outcome = ModelsOutcome::default();
-    let mut blocked: BTreeSet<String> = BTreeSet::new();
-    let bar = crate::logging::progress(selected.len() as u64, "models");
-    for name in &env.project.order {
-        let model = &env.project.models[name];
-        let sql = env.vars.render(&model.sql, &model.path)?;
-        if !selected.contains(name) {
-            if model.config.materialized == Materialization::View {
-                // Unselected views are planned so that selected models can read them.
-                let _ = run_model(&env.ctx, lake, model, &sql).await;
-            }
-            continue;
-        }
-        if let Some(b) = &bar {
-            b.set_message(name.clone());
-            b.inc(1);
-        }
-        if blocked.contains(name) {
-            tracing::warn!(model = %name, "skipped: an upstream model failed or failed an error-level test");
-            outcome.skipped.push(name.clone());
-            continue;
-        }
-        let started = Instant::now();
-        match run_model(&env.ctx, lake, model, &sql).await {
-            Ok(rows) => {
-                let seconds = started.elapsed().as_secs_f64();
-                tracing::info!(model = %name, rows, seconds = format!("{seconds:.2}"), "model built");
-                if model.config.materialized == Materialization::Table {
-                    record.tables.insert(format!("marts.{name}"), rows);
-                }
-                outcome.built.push((name.clone(), rows, seconds));
-            }
-            Err(e) => {
-                tracing::error!(model = %name, error = %e, "model failed");
-                outcome.failed.push((name.clone(), e.to_string()));
-                blocked.extend(downstream(&env.project, name));
-                continue;
-            }
-        }
-        let tests = run_tests(&env.ctx, name, &model.config.tests, &env.vars).await;
-        for t in &tests {
-            record.tests.push(TestRecord {
-                model: t.model.clone(),
-                test: t.test.clone(),
-                severity: t.severity.as_str().to_string(),
-                passed: t.passed(),
-                failing_rows: t.failing_rows,
-            });
-            if !t.passed() {
-                tracing::warn!(
-                    model = %t.model,
-                    test = %t.test,
-                    severity = t.severity.as_str(),
-                    failing_rows = t.failing_rows,
-                    error = t.error.as_deref().unwrap_or(""),
-                    "data test failed; `crmflow models test --select {}` shows the rows",
-                    t.model
-                );
-            }
-        }
-        if tests
-            .iter()
-            .any(|t| !t.passed() && t.severity == Severity::Error)
-        {
-            blocked.extend(downstream(&env.project, name));
-        }
-        outcome.tests.extend(tests);
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    if !outcome.failed.is_empty() {
-        let list: Vec<String> = outcome
-            .failed
-            .iter()
-            .map(|(m, e)| format!("{m}: {e}"))
-            .collect();
-        anyhow::bail!(
-            "{} model(s) failed: {}",
-            outcome.failed.len(),
-            list.join("; ")
-        );
-    }
-    let failing: Vec<String> = outcome
-        .tests
-        .iter()
-        .filter(|t| !t.passed() && t.severity == Severity::Error)
-        .map(|t| format!("{}: {}", t.model, t.test))
-        .collect();
-    if !failing.is_empty() {
-        return Err(QualityGate(format!(
-            "{} error-level data test(s) failed ({}); skipped downstream: {}",
-            failing.len(),
-            failing.join(", "),
-            if outcome.skipped.is_empty() {
-                "none".to_string()
-            } else {
-                outcome.skipped.join(", ")
-            }
-        ))
-        .into());
-    }
-    Ok(outcome)
-}
-
-fn downstream(project: &Project, name: &str) -> BTreeSet<String> {
-    project
-        .select(&[format!("{name}+")])
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|n| n != name)
-        .collect()
 }
 
 /// Loads a job file; errors are usage errors (exit 2).

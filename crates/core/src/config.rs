@@ -260,6 +260,11 @@ pub struct ModelSettings {
     pub dir: String,
     /// Selectors of the models to build (`+rfm`, `attribution_credits+`); empty = all.
     pub select: Vec<String>,
+    /// How many models are built at once (each with its tests), in dependency order;
+    /// 1 = one after another. Every query already runs on every core; a second model
+    /// fills what one leaves idle (planning, the last merge of a sort, the last row
+    /// group written, its data tests). Memory: the models share `[engine]`'s pool.
+    pub parallel_models: usize,
 }
 
 impl Default for ModelSettings {
@@ -267,7 +272,15 @@ impl Default for ModelSettings {
         Self {
             dir: "../sql".into(),
             select: vec![],
+            parallel_models: 2,
         }
+    }
+}
+
+impl ModelSettings {
+    /// The number of models built at once (at least one).
+    pub fn parallelism(&self) -> usize {
+        self.parallel_models.max(1)
     }
 }
 

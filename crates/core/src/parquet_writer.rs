@@ -86,6 +86,7 @@ where
             pending.push(batch);
         }
     }
+    let streamed = std::time::Instant::now();
     if let Some(tasks) = encoding.take() {
         append_row_group(&mut file, tasks)
             .await
@@ -102,6 +103,13 @@ where
     let bytes = std::mem::take(file.inner_mut());
     object.write_all(&bytes).await.map_err(|e| error(&e))?;
     object.shutdown().await.map_err(|e| error(&e))?;
+    tracing::debug!(
+        object = relative,
+        rows,
+        row_groups = row_groups + usize::from(pending_rows > 0),
+        seconds_after_input = format!("{:.2}", streamed.elapsed().as_secs_f64()),
+        "parquet written"
+    );
     Ok(rows)
 }
 

@@ -199,6 +199,7 @@ pub async fn build_session_state(
         .with_runtime_env(runtime)
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(crate::compact::CompactSlicedInputs))
+        .with_physical_optimizer_rule(Arc::new(crate::row_number::FastRowNumber))
         .build();
     crate::functions::register_all(&mut state, config.business_tz)?;
     for table in tables {
@@ -260,11 +261,15 @@ pub fn register(state: &SessionState, name: &str, provider: Arc<dyn TableProvide
 /// lets windows, sorts and merges downstream reuse the order instead of sorting again.
 fn recorded_sort_order(schema: &SchemaRef) -> Option<Vec<SortExpr>> {
     let columns = schema.metadata().get(crate::materialize::SORTED_BY_KEY)?;
+    let nulls_first = schema
+        .metadata()
+        .get(crate::materialize::SORT_NULLS_KEY)
+        .is_none_or(|nulls| nulls != "last");
     columns
         .split(',')
         .map(|name| {
             schema.field_with_name(name).ok()?;
-            Some(col(datafusion::common::Column::from_name(name)).sort(true, true))
+            Some(col(datafusion::common::Column::from_name(name)).sort(true, nulls_first))
         })
         .collect()
 }

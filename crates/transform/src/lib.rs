@@ -4,6 +4,8 @@
 //!   tables, object stores, memory pool, spill folder).
 //! - [`compact`]: copies sliced batches before sorts and hash-join builds, so the
 //!   memory pool charges them for their rows, not for the buffers they point into.
+//! - [`row_number`]: numbers rows of sorted `row_number()` windows in one pass, in place of
+//!   DataFusion's per-partition window state.
 //! - [`functions`]: native SQL functions (business time, hashing, identity graph, Markov).
 //! - [`models`]: discovering models under `sql/`, their settings, dependencies and order.
 //! - [`vars`]: run variables in SQL (`{{ var('lookback_days') }}`).
@@ -17,6 +19,7 @@ pub mod error;
 pub mod functions;
 pub mod materialize;
 pub mod models;
+pub mod row_number;
 pub mod vars;
 
 pub use error::{Result, TransformError};

@@ -25,8 +25,13 @@ use crate::error::{Result, TransformError};
 use crate::models::{Materialization, Model};
 
 /// Key-value metadata key of a written table's sort order: its column names, joined by
-/// commas, each ascending with nulls first.
+/// commas, each ascending; nulls last when [`SORT_NULLS_KEY`] says `last`, else first.
 pub const SORTED_BY_KEY: &str = "crmflow.sorted_by";
+/// Key-value metadata key of where nulls sort in [`SORTED_BY_KEY`]'s order: `last` in
+/// every table written since nulls sort last (DataFusion's own default, so a query's
+/// output already sorted by a window or sort upstream is not sorted again); tables
+/// written before it, without this key, sorted nulls first and are still read so.
+pub const SORT_NULLS_KEY: &str = "crmflow.sort_nulls";
 
 /// Lake folder of a model's table.
 pub fn mart_folder(model: &str) -> String {
@@ -41,7 +46,7 @@ fn writer_properties() -> WriterProperties {
 }
 
 /// Sorts by `order_by` (or every sortable column) and rounds floats unless told not to;
-/// returns the sorted frame and the columns it is sorted by (ascending, nulls first).
+/// returns the sorted frame and the columns it is sorted by (ascending, nulls last).
 fn canonical(
     df: DataFrame,
     order_by: &[String],
@@ -79,7 +84,7 @@ fn canonical(
     }
     let sort: Vec<SortExpr> = sorted_by
         .iter()
-        .map(|c| col(datafusion::common::Column::from_name(c)).sort(true, true))
+        .map(|c| col(datafusion::common::Column::from_name(c)).sort(true, false))
         .collect();
     Ok((df.sort(sort)?, sorted_by))
 }
@@ -147,7 +152,7 @@ pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &s
 
 /// Streams a DataFrame into one Parquet object; visible only once complete
 /// ([`crmflow_core::parquet_writer`]). `sorted_by` (the columns the frame is sorted by,
-/// ascending, nulls first) is recorded in the file's key-value metadata under
+/// ascending, nulls last) is recorded in the file's key-value metadata under
 /// [`SORTED_BY_KEY`], so that readers can declare the order to DataFusion and skip
 /// sorts the file already satisfies.
 pub async fn write_parquet(
@@ -161,6 +166,7 @@ pub async fn write_parquet(
     let mut metadata = std::collections::HashMap::new();
     if !sorted_by.is_empty() {
         metadata.insert(SORTED_BY_KEY.to_string(), sorted_by.join(","));
+        metadata.insert(SORT_NULLS_KEY.to_string(), "last".to_string());
     }
     let schema = Arc::new(df.schema().as_arrow().clone().with_metadata(metadata));
     let stream = df
@@ -294,8 +300,8 @@ mod tests {
         let plan = ctx.sql("SELECT k, v FROM m").await.unwrap();
         let plan = plan.create_physical_plan().await.unwrap();
         let ordering = plan.output_ordering().map(|o| o.to_string());
-        assert_eq!(ordering.as_deref(), Some("k@0 ASC"));
-        // A query in that order needs no sort.
+        assert_eq!(ordering.as_deref(), Some("k@0 ASC NULLS LAST"));
+        // A query in that order (DataFusion's default ascending order) needs no sort.
         let sorted = ctx.sql("SELECT k, v FROM m ORDER BY k").await.unwrap();
         let sorted = sorted.create_physical_plan().await.unwrap();
         let text = datafusion::physical_plan::displayable(sorted.as_ref())
@@ -313,6 +319,51 @@ mod tests {
         )
         .await;
         assert!(union.contains("| 9 |"), "{union}");
+    }
+
+    #[tokio::test]
+    async fn a_table_written_before_nulls_sorted_last_is_read_nulls_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, lake) = context(dir.path()).await;
+        // As the previous version wrote it: the sort key without `crmflow.sort_nulls`.
+        let legacy = ctx
+            .sql("SELECT * FROM (VALUES (NULL), (1), (2)) AS t(k)")
+            .await
+            .unwrap();
+        let metadata = [(SORTED_BY_KEY.to_string(), "k".to_string())];
+        let schema = Arc::new(
+            legacy
+                .schema()
+                .as_arrow()
+                .clone()
+                .with_metadata(metadata.into_iter().collect()),
+        );
+        let batches = legacy.collect().await.unwrap();
+        let batches = batches.into_iter().map(|b| {
+            b.with_schema(schema.clone())
+                .map_err(|e| TransformError::from(datafusion::error::DataFusionError::from(e)))
+        });
+        crmflow_core::parquet_writer::write_parquet(
+            &lake,
+            "marts/old/part-0.parquet",
+            schema.clone(),
+            writer_properties(),
+            futures::stream::iter(batches),
+        )
+        .await
+        .unwrap();
+        let table = LakeTable {
+            name: "old".into(),
+            folder: "marts/old".into(),
+            schema: None,
+            partitioned: false,
+        };
+        let provider = lake_table(&ctx.state(), &lake, &table).await.unwrap();
+        register(&ctx.state(), "old", provider).unwrap();
+        let plan = ctx.sql("SELECT k FROM old").await.unwrap();
+        let plan = plan.create_physical_plan().await.unwrap();
+        let ordering = plan.output_ordering().map(|o| o.to_string());
+        assert_eq!(ordering.as_deref(), Some("k@0 ASC"));
     }
 
     #[tokio::test]
