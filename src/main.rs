@@ -1,6 +1,7 @@
 //! `crmflow`: the command-line entry point. Parses flags, sets up logging, runs the
 //! command and maps its outcome to an exit code (see [`exit`]).
 
+mod allocator;
 mod cli;
 mod commands;
 mod demo;
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    allocator::limit_malloc_arenas();
     let cli = cli::Cli::parse();
     logging::init(cli.log_format, &cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

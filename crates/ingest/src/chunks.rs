@@ -252,7 +252,7 @@ impl ChunkReader {
             // Is this the last chunk?
             self.fill(1).await?;
         }
-        let lines_in_chunk = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        let lines_in_chunk = memchr::memchr_iter(b'\n', &bytes).count() as u64;
         let body = decode(bytes, self.decoding.unwrap_or(Decoding::Utf8));
         self.chunks += 1;
         let last = self.eof && self.pending.is_empty();
