@@ -2,8 +2,8 @@
 //! each thread that contends for the heap an arena of its own, up to 8 per core, and
 //! an arena keeps the memory freed into it. Ingest frees many small strings and Arrow
 //! buffers on the threads of two sources at once: at 1M customers the whole ingest
-//! peaked at 1.19 GB with the default arenas, and at 0.68 GB, in the same time, with
-//! one arena per core (each source alone peaks under 0.65 GB). A `MALLOC_ARENA_MAX` or
+//! peaked at 1.19 GB with the default arenas, and at 0.71 GB, in the same time, with
+//! one arena per core (each source alone peaks under 0.46 GB). A `MALLOC_ARENA_MAX` or
 //! `GLIBC_TUNABLES` set in the environment is left to glibc.
 
 /// Caps glibc's malloc arenas at one per core (at least 2), unless the environment
