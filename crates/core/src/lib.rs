@@ -8,6 +8,7 @@
 //!   columns encoded in parallel, visible only when complete.
 //! - [`lease`]: one run of a job at a time, through a create-only object in the lake.
 //! - [`runs`]: run records under `<lake>/_runs/`.
+//! - [`zone`]: time-zone conversions asked of the tz database once per day.
 
 pub mod config;
 pub mod error;
@@ -16,5 +17,6 @@ pub mod lease;
 pub mod normalize;
 pub mod parquet_writer;
 pub mod runs;
+pub mod zone;
 
 pub use error::{CoreError, Result};

@@ -3,7 +3,9 @@
 //! Each function takes one raw field and returns the canonical value or `None`;
 //! none of them panics on any input.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use std::borrow::Cow;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 
 /// Values that mean "no value" once trimmed, compared case-insensitively.
@@ -43,29 +45,41 @@ fn is_placeholder(value: &str) -> bool {
 pub fn phone(raw: &str) -> Option<String> {
     let value = text(raw)?;
     let plus = value.starts_with('+');
-    let mut digits = String::with_capacity(16);
-    for c in value.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-        }
-    }
-    let n = digits.len();
-    let first = digits.as_bytes().first().copied()?;
+    // `+` and the digits, built in the string that is returned.
+    let mut e164 = String::with_capacity(16);
+    e164.push('+');
+    e164.extend(value.chars().filter(char::is_ascii_digit));
+    let n = e164.len() - 1;
+    let first = e164.as_bytes().get(1).copied()?;
     if plus {
         let valid = (8..=15).contains(&n) && (first != b'7' || n == 11);
-        return valid.then(|| format!("+{digits}"));
+        return valid.then_some(e164);
     }
     match (n, first) {
-        (11, b'7' | b'8') => Some(format!("+7{}", &digits[1..])),
-        (10, b'3' | b'4' | b'8' | b'9') => Some(format!("+7{digits}")),
+        (11, b'7' | b'8') => {
+            e164.replace_range(1..2, "7");
+            Some(e164)
+        }
+        (10, b'3' | b'4' | b'8' | b'9') => {
+            e164.insert(1, '7');
+            Some(e164)
+        }
         _ => None,
     }
 }
 
 /// Trims and lower-cases an email; `None` unless it has exactly one `@`, no whitespace,
 /// a non-empty local part and a domain with a dot.
-pub fn email(raw: &str) -> Option<String> {
-    let value = text(raw)?.to_lowercase();
+pub fn email(raw: &str) -> Option<Cow<'_, str>> {
+    let value = text(raw)?;
+    let value = if value
+        .bytes()
+        .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+    {
+        Cow::Owned(value.to_lowercase())
+    } else {
+        Cow::Borrowed(value)
+    };
     let (local, domain) = value.split_once('@')?;
     let valid = !local.is_empty()
         && !domain.contains('@')
@@ -232,9 +246,7 @@ fn signed_offset(sign: u8, hhmm: [u8; 4]) -> Option<i32> {
 
 /// Interprets a naive local time in `tz`, see [`timestamp_micros`].
 pub fn local_to_utc_micros(naive: NaiveDateTime, tz: Tz) -> Option<i64> {
-    tz.from_local_datetime(&naive)
-        .earliest()
-        .map(|dt| dt.with_timezone(&Utc).timestamp_micros())
+    crate::zone::local_to_utc_micros(naive, tz)
 }
 
 /// Parses a calendar date: `YYYY-MM-DD`, `YYYYMMDD`, `DD.MM.YYYY`.

@@ -684,14 +684,11 @@ mod tests {
                         quoting: true,
                         skip_lines: 1,
                     };
-                    let d = crate::text::Delimited::open(&c.text, opts).expect("header");
+                    let mut d = crate::text::Delimited::open(&c.text, opts).expect("header");
                     assert_eq!(d.header.names, ["a", "b"]);
-                    for r in d {
+                    while let Some(r) = d.next_record() {
                         let r = r.expect("record");
-                        lines.push((
-                            r.line + c.line_shift,
-                            r.fields.get(1).unwrap_or("").to_string(),
-                        ));
+                        lines.push((r.line + c.line_shift, r.field(1).unwrap_or("").to_string()));
                     }
                 }
                 assert_eq!(

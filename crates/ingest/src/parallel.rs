@@ -3,8 +3,9 @@
 //! parsed into a staging area of its own; the results are taken in file order and
 //! merged into the source's staging area ([`Staging::absorb`]), which renumbers their
 //! key occurrences so that they still grow in read order (the latest file's wins). The
-//! staged batches are spilled once [`crate::STAGED_INPUT_BYTES`] of input has gathered,
-//! so that the spill writes batches as large as the sequential path does.
+//! staged batches are spilled once [`crate::BACKGROUND_STAGED_INPUT_BYTES`] of input has
+//! gathered, on a blocking thread of its own while the next chunks are parsed (one spill
+//! at a time, in order).
 
 use std::collections::VecDeque;
 
@@ -27,26 +28,31 @@ pub struct ParallelParse {
     pub kind: SourceKind,
     pub opts: ParseOptions,
     pub workers: usize,
+    /// Input bytes gathered between two spills ([`crate::BACKGROUND_STAGED_INPUT_BYTES`]).
+    pub spill_every: usize,
 }
 
-/// Parses one file with up to `workers` chunks in flight; see the module docs.
+/// Parses one file with up to `workers` chunks in flight; see the module docs. The
+/// spill is handed to the spilling thread and back, and returned at the end.
 pub async fn parse_file_parallel(
     how: ParallelParse,
     mut reader: ChunkReader,
     file: u32,
     source: &str,
     staging: &mut Staging,
-    spill: &mut Spill,
-) -> Result<()> {
+    spill: Spill,
+) -> Result<Spill> {
     let ParallelParse {
         kind,
         opts,
         workers,
+        spill_every,
     } = how;
     let framing_format = format_for(kind, opts);
     let name = staging.file_name(file);
     let mut in_flight: VecDeque<tokio::task::JoinHandle<Result<Parsed>>> = VecDeque::new();
     let mut gathered: Vec<Vec<RecordBatch>> = vec![vec![]; staging.tables.len()];
+    let mut spilling = Spilling::Idle(spill);
     let mut eof = false;
     loop {
         while !eof && in_flight.len() < workers.max(1) {
@@ -77,34 +83,100 @@ pub async fn parse_file_parallel(
         let Some(next) = in_flight.pop_front() else {
             break;
         };
-        let (parsed, batches) = next.await.map_err(|e| IngestError::Read {
-            file: name.clone(),
-            message: format!("parser thread failed: {e}"),
-        })??;
+        let (parsed, batches) = next
+            .await
+            .map_err(|e| thread_failed(&name, "parser", e))??;
         for (table, batch) in staging.absorb(parsed, batches)? {
             gathered[table].push(batch);
         }
-        if staging.staged_bytes >= crate::STAGED_INPUT_BYTES {
-            spill_gathered(source, staging, spill, &mut gathered)?;
+        if staging.staged_bytes >= spill_every {
+            let work = SpillWork::take(source, staging, &mut gathered)?;
+            let mut spill = spilling.wait(&name).await?;
+            spilling = Spilling::Running(tokio::task::spawn_blocking(move || {
+                work.apply(&mut spill)?;
+                Ok(spill)
+            }));
         }
     }
-    spill_gathered(source, staging, spill, &mut gathered)
+    let mut spill = spilling.wait(&name).await?;
+    SpillWork::take(source, staging, &mut gathered)?.apply(&mut spill)?;
+    Ok(spill)
 }
 
-/// Spills the gathered batches and the quarantine.
-fn spill_gathered(
-    source: &str,
-    staging: &mut Staging,
-    spill: &mut Spill,
-    gathered: &mut [Vec<RecordBatch>],
-) -> Result<()> {
-    for (table, batches) in gathered.iter_mut().enumerate() {
-        let batches = std::mem::take(batches);
-        if !batches.is_empty() {
-            spill.add_all(table, &batches)?;
+fn thread_failed(file: &str, what: &str, e: tokio::task::JoinError) -> IngestError {
+    IngestError::Read {
+        file: file.to_string(),
+        message: format!("{what} thread failed: {e}"),
+    }
+}
+
+/// The spill, idle in this task or being written to by the spilling thread.
+enum Spilling {
+    Idle(Spill),
+    Running(tokio::task::JoinHandle<Result<Spill>>),
+}
+
+impl Spilling {
+    /// The spill, once the running spill (if any) is done.
+    async fn wait(self, file: &str) -> Result<Spill> {
+        match self {
+            Spilling::Idle(spill) => Ok(spill),
+            Spilling::Running(handle) => handle
+                .await
+                .map_err(|e| thread_failed(file, "spilling", e))?,
         }
     }
-    crate::spill_staged(source, staging, spill)
+}
+
+/// Gathered batches per table and the quarantined rows, taken from the staging area
+/// to be spilled.
+struct SpillWork {
+    tables: Vec<(usize, Vec<RecordBatch>)>,
+    quarantine: Option<RecordBatch>,
+}
+
+impl SpillWork {
+    fn take(
+        source: &str,
+        staging: &mut Staging,
+        gathered: &mut [Vec<RecordBatch>],
+    ) -> Result<Self> {
+        staging.staged_bytes = 0;
+        let mut tables: Vec<(usize, Vec<RecordBatch>)> = gathered
+            .iter_mut()
+            .enumerate()
+            .map(|(table, batches)| (table, std::mem::take(batches)))
+            .filter(|(_, batches)| !batches.is_empty())
+            .collect();
+        // Rows staged in the source's own area (none when every chunk is absorbed).
+        for (table, stage) in staging.tables.iter_mut().enumerate() {
+            if let Some(batch) = stage.take_batch(&staging.file_names)? {
+                tables.push((table, vec![batch]));
+            }
+        }
+        let quarantine = match staging.quarantine.is_empty() {
+            true => None,
+            false => {
+                let rows = std::mem::take(&mut staging.quarantine);
+                Some(crate::write::quarantine_batch(
+                    source,
+                    &staging.file_names,
+                    &rows,
+                )?)
+            }
+        };
+        Ok(Self { tables, quarantine })
+    }
+
+    fn apply(self, spill: &mut Spill) -> Result<()> {
+        for (table, batches) in self.tables {
+            spill.add_all(table, &batches)?;
+        }
+        if let Some(batch) = self.quarantine {
+            spill.add_quarantine(batch)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -144,7 +216,7 @@ mod tests {
     /// Ingests `files` one chunk after the other (`workers` = 0) or in parallel, with a
     /// spill of `input_bytes`; returns every table's rows by date, the counts and the
     /// quarantined lines.
-    fn ingest(files: &[String], workers: usize, input_bytes: u64) -> String {
+    fn ingest(files: &[String], workers: usize, input_bytes: u64, spill_every: usize) -> String {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .build()
@@ -170,20 +242,23 @@ mod tests {
                     )
                     .await
                     .expect("parse"),
-                    n => parse_file_parallel(
-                        ParallelParse {
-                            kind,
-                            opts: opts(),
-                            workers: n,
-                        },
-                        reader,
-                        file,
-                        "m",
-                        &mut staging,
-                        &mut spill,
-                    )
-                    .await
-                    .expect("parse in parallel"),
+                    n => {
+                        spill = parse_file_parallel(
+                            ParallelParse {
+                                kind,
+                                opts: opts(),
+                                workers: n,
+                                spill_every,
+                            },
+                            reader,
+                            file,
+                            "m",
+                            &mut staging,
+                            spill,
+                        )
+                        .await
+                        .expect("parse in parallel")
+                    }
                 }
             }
             crate::spill_staged("m", &mut staging, &mut spill).expect("spill");
@@ -210,17 +285,18 @@ mod tests {
         // The second file repeats visits of the first: the later file's rows win.
         let files = [visits(400, 1000), visits(150, 1100)];
         for input_bytes in [1, 50 * crate::spill::BUCKET_INPUT_BYTES] {
-            let sequential = ingest(&files, 0, input_bytes);
+            let sequential = ingest(&files, 0, input_bytes, 0);
             assert!(
                 sequential.contains("duplicates_collapsed: 1"),
                 "{sequential}"
             );
             assert!(sequential.contains("missing_primary_key"));
-            for workers in [1, 2, 3] {
+            // Spilling once at the end, or every few chunks on the spilling thread.
+            for (workers, spill_every) in [(1, usize::MAX), (2, usize::MAX), (3, 2000), (2, 1)] {
                 assert_eq!(
                     sequential,
-                    ingest(&files, workers, input_bytes),
-                    "{workers} workers"
+                    ingest(&files, workers, input_bytes, spill_every),
+                    "{workers} workers, spilling every {spill_every} bytes"
                 );
             }
         }

@@ -370,6 +370,8 @@ pub struct Staging {
     /// The run's cut-off, microseconds UTC: rows after it are skipped.
     pub cutoff: i64,
     pub tz: chrono_tz::Tz,
+    /// Business dates of instants, the tz database asked once per day.
+    local_days: crmflow_core::zone::LocalDays,
 }
 
 impl Staging {
@@ -384,6 +386,7 @@ impl Staging {
             last_occurrence: 0,
             cutoff,
             tz,
+            local_days: crmflow_core::zone::LocalDays::new(tz),
         }
     }
 
@@ -480,8 +483,8 @@ impl Staging {
     }
 
     /// The business date of an instant, as Date32; `None` outside chrono's range.
-    pub fn date_of(&self, micros: i64) -> Option<i32> {
-        crmflow_core::normalize::business_date(micros, self.tz).map(crmflow_core::normalize::date32)
+    pub fn date_of(&mut self, micros: i64) -> Option<i32> {
+        self.local_days.of(micros)
     }
 
     /// Whether an instant is after the cut-off; counts it when it is.

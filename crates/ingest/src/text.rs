@@ -90,20 +90,39 @@ impl Header {
     }
 }
 
-/// One record of a delimited file.
+/// One record of a delimited file, borrowed from the reader until the next record.
 #[derive(Debug)]
-pub struct Record<'a> {
+pub struct Record<'t, 'b> {
     /// 1-based physical line on which the record starts, counting every line of the file.
     pub line: u64,
     /// The record's text as in the file, without its line terminator.
-    pub raw: &'a str,
-    pub fields: csv::StringRecord,
+    pub raw: &'t str,
+    /// The fields' text: `raw` itself, or the unquoted copy of a record with quotes.
+    text: &'b str,
+    /// Byte range of each field in `text`.
+    bounds: &'b [(usize, usize)],
 }
 
-impl Record<'_> {
+impl Record<'_, '_> {
     /// The field at a header position; `""` when the column is absent or the row is short.
     pub fn get(&self, col: Option<usize>) -> &str {
-        col.and_then(|i| self.fields.get(i)).unwrap_or("")
+        col.and_then(|i| self.field(i)).unwrap_or("")
+    }
+
+    /// The field at position `i`, if the record has that many.
+    pub fn field(&self, i: usize) -> Option<&str> {
+        let &(start, end) = self.bounds.get(i)?;
+        self.text.get(start..end)
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.bounds.len()
+    }
+
+    /// Whether the record has no field at all (never true for a record read from a file).
+    pub fn is_empty(&self) -> bool {
+        self.bounds.is_empty()
     }
 }
 
@@ -117,16 +136,31 @@ pub struct DelimitedOptions {
     pub skip_lines: usize,
 }
 
-/// A parsed delimited file: its header and an iterator over its records.
+/// A parsed delimited file: its header, then its records one at a time
+/// ([`Delimited::next_record`]).
+///
+/// Records are read as the `csv` crate reads them (RFC 4180 quoting, `""` inside quotes,
+/// `\n`, `\r\n` or `\r` ending a record, blank lines skipped, any number of fields per
+/// record). A line without a quote (or any line when quoting is off) is split in place
+/// with `memchr`, without copying; only records with quotes go through `csv_core`, into a
+/// buffer reused from record to record.
 pub struct Delimited<'a> {
     pub header: Header,
     pub delimiter: u8,
+    quoting: bool,
     text: &'a str,
     base: usize,
-    line_offset: u64,
-    reader: csv::Reader<&'a [u8]>,
-    /// Bytes and fields of the last record read.
-    last_size: (usize, usize),
+    /// Byte position of the next record in `text`.
+    pos: usize,
+    /// Physical line (1-based, in the whole file) at `pos`.
+    line: u64,
+    quoted: csv_core::Reader,
+    /// The unquoted text of the last record read through `quoted`.
+    unquoted: Vec<u8>,
+    /// Field ends of the last record read through `quoted`.
+    ends: Vec<usize>,
+    /// Field ranges of the last record.
+    bounds: Vec<(usize, usize)>,
 }
 
 impl<'a> Delimited<'a> {
@@ -141,86 +175,184 @@ impl<'a> Delimited<'a> {
         let delimiter = opts
             .delimiter
             .unwrap_or_else(|| detect_delimiter(first_line));
-        let mut reader = csv::ReaderBuilder::new()
+        let quoted = csv_core::ReaderBuilder::new()
             .delimiter(delimiter)
             .quoting(opts.quoting)
-            .flexible(true)
-            .has_headers(false)
-            .from_reader(body.as_bytes());
-        let mut head = csv::StringRecord::new();
-        if !reader.read_record(&mut head).ok()? {
-            return None;
-        }
-        let names = head.iter().map(|s| s.trim().to_string()).collect();
-        Some(Self {
-            header: Header::new(names),
+            .build();
+        let mut reader = Self {
+            header: Header::new(vec![]),
             delimiter,
+            quoting: opts.quoting,
             text: body,
             base,
-            line_offset: opts.skip_lines as u64,
-            reader,
-            last_size: (0, 0),
-        })
+            pos: 0,
+            line: opts.skip_lines as u64 + 1,
+            quoted,
+            unquoted: vec![0; 1024],
+            ends: vec![0; 64],
+            bounds: Vec::with_capacity(64),
+        };
+        let names = match reader.next_record()? {
+            Ok(head) => (0..head.len())
+                .map(|i| head.field(i).unwrap_or("").trim().to_string())
+                .collect(),
+            Err(_) => return None,
+        };
+        reader.header = Header::new(names);
+        Some(reader)
     }
 
     /// The number of physical lines before the body (for callers that report lines).
     pub fn base_offset(&self) -> usize {
         self.base
     }
+
+    /// The next record, `None` at the end of the text. Blank lines are skipped.
+    #[allow(clippy::should_implement_trait)] // a lending iterator: records borrow the reader
+    pub fn next_record(&mut self) -> Option<Result<Record<'a, '_>, BadRecord<'a>>> {
+        loop {
+            let bytes = &self.text.as_bytes()[self.pos..];
+            // Skip blank lines, as the csv crate does.
+            let blank = bytes
+                .iter()
+                .take_while(|&&b| b == b'\n' || b == b'\r')
+                .fold((0, 0), |(n, lines), &b| {
+                    (n + 1, lines + u64::from(b == b'\n'))
+                });
+            self.pos += blank.0;
+            self.line += blank.1;
+            let start = self.pos;
+            let rest = &self.text.as_bytes()[start..];
+            if rest.is_empty() {
+                return None;
+            }
+            let line_end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            let line = rest[..line_end]
+                .strip_suffix(b"\r")
+                .unwrap_or(&rest[..line_end]);
+            // A quote, or a lone `\r` (a record end for the csv crate): the csv_core path.
+            let plain = if self.quoting {
+                memchr::memchr2(b'"', b'\r', line).is_none()
+            } else {
+                memchr::memchr(b'\r', line).is_none()
+            };
+            let end = if plain {
+                self.split_plain(line);
+                start + line_end
+            } else {
+                self.split_quoted(start)
+            };
+            let raw = self.raw(start, end);
+            let line = self.line;
+            self.advance(start, end);
+            if !plain {
+                // Quotes are ASCII, so unquoting keeps valid UTF-8 valid; checked anyway.
+                if let Err(e) = std::str::from_utf8(self.unquoted_text()) {
+                    return Some(Err(BadRecord {
+                        line,
+                        raw,
+                        message: e.to_string(),
+                    }));
+                }
+            }
+            // A line of blanks is no record.
+            if let [(from, to)] = self.bounds[..] {
+                let field = if plain {
+                    raw.get(from..to)
+                } else {
+                    std::str::from_utf8(&self.unquoted[from..to]).ok()
+                };
+                if field.is_some_and(|f| f.trim().is_empty()) {
+                    continue;
+                }
+            }
+            let text = if plain {
+                raw
+            } else {
+                std::str::from_utf8(self.unquoted_text()).unwrap_or("")
+            };
+            return Some(Ok(Record {
+                line,
+                raw,
+                text,
+                bounds: &self.bounds,
+            }));
+        }
+    }
+
+    /// The unquoted fields of the last record read by [`Self::split_quoted`].
+    fn unquoted_text(&self) -> &[u8] {
+        &self.unquoted[..self.bounds.last().map_or(0, |b| b.1)]
+    }
+
+    /// The record's text from `start` to `end`, without its line terminator.
+    fn raw(&self, start: usize, end: usize) -> &'a str {
+        let text: &'a str = self.text;
+        text.get(start..end.min(text.len()))
+            .unwrap_or("")
+            .trim_end_matches(['\r', '\n'])
+    }
+
+    /// Moves past a record, counting its lines.
+    fn advance(&mut self, start: usize, end: usize) {
+        let span = &self.text.as_bytes()[start..end.min(self.text.len())];
+        self.line += memchr::memchr_iter(b'\n', span).count() as u64;
+        self.pos = end.min(self.text.len());
+    }
+
+    /// Field ranges of a line without quotes: split at every delimiter.
+    fn split_plain(&mut self, line: &[u8]) {
+        self.bounds.clear();
+        let mut from = 0;
+        for at in memchr::memchr_iter(self.delimiter, line) {
+            self.bounds.push((from, at));
+            from = at + 1;
+        }
+        self.bounds.push((from, line.len()));
+    }
+
+    /// Reads the record at `start` with `csv_core` into `unquoted`; returns the position
+    /// after it (its terminator included).
+    fn split_quoted(&mut self, start: usize) -> usize {
+        use csv_core::ReadRecordResult as R;
+        self.quoted.reset();
+        let bytes = self.text.as_bytes();
+        let (mut read, mut out, mut nends) = (start, 0, 0);
+        loop {
+            let (result, nin, nout, nend) = self.quoted.read_record(
+                &bytes[read..],
+                &mut self.unquoted[out..],
+                &mut self.ends[nends..],
+            );
+            read += nin;
+            out += nout;
+            nends += nend;
+            match result {
+                R::InputEmpty => continue, // the next call sees the end of the text
+                R::OutputFull => self.unquoted.resize(self.unquoted.len() * 2, 0),
+                R::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                R::Record | R::End => break,
+            }
+        }
+        self.bounds.clear();
+        let mut from = 0;
+        for &end in &self.ends[..nends] {
+            self.bounds.push((from, end));
+            from = end;
+        }
+        if self.bounds.is_empty() {
+            self.bounds.push((0, 0));
+        }
+        read.max(start + 1)
+    }
 }
 
-/// A record that the CSV reader could not split (for example an unterminated quote).
+/// A record that could not be split (a quoted field that is not valid text once unquoted).
 #[derive(Debug)]
 pub struct BadRecord<'a> {
     pub line: u64,
     pub raw: &'a str,
     pub message: String,
-}
-
-impl<'a> Iterator for Delimited<'a> {
-    type Item = Result<Record<'a>, BadRecord<'a>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            let start = self.reader.position().clone();
-            // Sized like the previous record: no regrowing field by field.
-            let mut fields = csv::StringRecord::with_capacity(self.last_size.0, self.last_size.1);
-            let result = self.reader.read_record(&mut fields);
-            let end = self.reader.position().byte() as usize;
-            let span = self
-                .text
-                .get(start.byte() as usize..end.min(self.text.len()))
-                .unwrap_or("");
-            // The reader skips blank lines; the record starts after them.
-            let body = span.trim_start_matches(['\r', '\n']);
-            let skipped = span[..span.len() - body.len()].matches('\n').count() as u64;
-            let raw = body.trim_end_matches(['\r', '\n']);
-            let line = start.line() + skipped + self.line_offset;
-            return match result {
-                Ok(false) => None,
-                // A blank line is no record.
-                Ok(true)
-                    if fields.len() == 1 && fields.get(0).is_some_and(|f| f.trim().is_empty()) =>
-                {
-                    continue;
-                }
-                Ok(true) => {
-                    self.last_size = (fields.as_slice().len(), fields.len());
-                    Some(Ok(Record { line, raw, fields }))
-                }
-                Err(e) => {
-                    if end as u64 <= start.byte() {
-                        return None; // no progress: stop rather than loop
-                    }
-                    Some(Err(BadRecord {
-                        line,
-                        raw,
-                        message: e.to_string(),
-                    }))
-                }
-            };
-        }
-    }
 }
 
 /// A TSV field unescaped ([`unescape_tsv`]) and normalised ([`crmflow_core::normalize::text`]),
@@ -346,12 +478,78 @@ mod tests {
         };
         let mut d = Delimited::open(text, opts).unwrap();
         assert_eq!(d.header.names, vec!["a", "b"]);
-        let r1 = d.next().unwrap().unwrap();
+        let b = d.header.col("b");
+        let r1 = d.next_record().unwrap().unwrap();
         assert_eq!((r1.line, r1.raw), (3, "1,\"multi\nline\""));
-        assert_eq!(r1.get(d.header.col("b")), "multi\nline");
-        let r2 = d.next().unwrap().unwrap();
+        assert_eq!(r1.get(b), "multi\nline");
+        let r2 = d.next_record().unwrap().unwrap();
         assert_eq!((r2.line, r2.raw), (6, "2,x"));
-        assert!(d.next().is_none());
+        assert!(d.next_record().is_none());
+    }
+
+    /// Records as the `csv` crate reads them (the reference): physical line, fields.
+    fn records_by_csv_crate(text: &str, delimiter: u8, quoting: bool) -> Vec<(u64, Vec<String>)> {
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .quoting(quoting)
+            .flexible(true)
+            .has_headers(false)
+            .from_reader(text.as_bytes());
+        let mut out = vec![];
+        let mut record = csv::StringRecord::new();
+        loop {
+            let start = reader.position().clone();
+            if !reader.read_record(&mut record).expect("valid UTF-8") {
+                break;
+            }
+            let span = &text[start.byte() as usize..];
+            let blank = span.len() - span.trim_start_matches(['\r', '\n']).len();
+            let line = start.line() + span[..blank].matches('\n').count() as u64;
+            if record.len() == 1 && record[0].trim().is_empty() {
+                continue;
+            }
+            out.push((line, record.iter().map(String::from).collect()));
+        }
+        out
+    }
+
+    fn records_by_delimited(text: &str, delimiter: u8, quoting: bool) -> Vec<(u64, Vec<String>)> {
+        let opts = DelimitedOptions {
+            delimiter: Some(delimiter),
+            quoting,
+            skip_lines: 0,
+        };
+        let mut out = vec![];
+        let Some(mut d) = Delimited::open(text, opts) else {
+            return out;
+        };
+        // The header is the first record of the reference (its line is not kept).
+        out.push((0, d.header.names.clone()));
+        while let Some(r) = d.next_record() {
+            let r = r.expect("record");
+            let fields = (0..r.len()).map(|i| r.get(Some(i)).to_string()).collect();
+            out.push((r.line, fields));
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// The splitter reads exactly the records, fields and lines the csv crate reads,
+        /// on text made of quotes, line ends, delimiters, blanks and letters.
+        #[test]
+        fn splits_records_as_the_csv_crate(text in "[\"\r\n,;\t aé]{0,60}") {
+            for (delimiter, quoting) in [(b',', true), (b';', true), (b'\t', false)] {
+                let mut expected = records_by_csv_crate(&text, delimiter, quoting);
+                if let Some(head) = expected.first_mut() {
+                    // Header names are trimmed.
+                    *head = (0, head.1.iter().map(|n| n.trim().to_string()).collect());
+                }
+                let got = records_by_delimited(&text, delimiter, quoting);
+                proptest::prop_assert_eq!(got, expected, "{:?} {:?}", text, delimiter as char);
+            }
+        }
     }
 
     #[test]
@@ -363,7 +561,7 @@ mod tests {
             skip_lines: 0,
         };
         let mut d = Delimited::open(text, opts).unwrap();
-        let r = d.next().unwrap().unwrap();
+        let r = d.next_record().unwrap().unwrap();
         assert_eq!(r.get(Some(0)), "\"x");
     }
 

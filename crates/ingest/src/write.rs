@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arrow::array::{RecordBatch, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Schema};
 use crmflow_core::lake::Lake;
+use futures::{Stream, StreamExt};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -40,35 +41,86 @@ pub async fn write_parquet_object(
     relative: &str,
     batches: impl IntoIterator<Item = Result<RecordBatch>>,
 ) -> Result<u64> {
-    let mut batches = batches.into_iter();
-    let Some(first) = batches.next().transpose()? else {
+    write_parquet_stream(lake, relative, futures::stream::iter(batches)).await
+}
+
+/// [`write_parquet_object`] from a stream of batches.
+async fn write_parquet_stream(
+    lake: &Lake,
+    relative: &str,
+    mut batches: impl Stream<Item = Result<RecordBatch>> + Unpin,
+) -> Result<u64> {
+    let Some(first) = batches.next().await.transpose()? else {
         return Ok(0);
     };
     let schema = first.schema();
-    let stream = futures::stream::iter(std::iter::once(Ok(first)).chain(batches));
+    let stream = futures::stream::iter([Ok(first)]).chain(batches);
     crmflow_core::parquet_writer::write_parquet(lake, relative, schema, writer_properties(), stream)
         .await
 }
 
+/// Batches a table's reading thread keeps ready ahead of the writer: enough to read the
+/// next date while a row group is encoded, few enough to bound memory.
+const READ_AHEAD_BATCHES: usize = 8;
+
+/// What the reading thread of [`write_tables`] sends, date after date.
+enum ReadAhead {
+    Batch(Result<RecordBatch>),
+    EndOfDate,
+}
+
 /// Writes every deduplicated table of a source, one object per business date; returns
-/// rows written per table.
+/// rows written per table. A table's dates are read from the spill on a blocking thread
+/// of their own, a few batches ahead, while the writer encodes and stores the previous
+/// ones.
 pub async fn write_tables(
     lake: &Lake,
     source: &str,
     dated: &mut Dated,
 ) -> Result<BTreeMap<String, u64>> {
     let mut written = BTreeMap::new();
-    for table in &mut dated.tables {
+    for mut table in std::mem::take(&mut dated.tables) {
+        let name = table.name;
+        let dates = table.dates();
+        let (sender, mut received) = tokio::sync::mpsc::channel(READ_AHEAD_BATCHES);
+        let to_read = dates.clone();
+        let reading = tokio::task::spawn_blocking(move || {
+            for date in to_read {
+                for batch in table.parts(date) {
+                    if sender.blocking_send(ReadAhead::Batch(batch)).is_err() {
+                        return; // the writer stopped on an error
+                    }
+                }
+                if sender.blocking_send(ReadAhead::EndOfDate).is_err() {
+                    return;
+                }
+            }
+        });
         let mut rows = 0;
-        for date in table.dates() {
-            let path = format!(
-                "raw/{}/dt={}/{source}.parquet",
-                table.name,
-                date_string(date)
-            );
-            rows += write_parquet_object(lake, &path, table.parts(date)).await?;
+        for date in dates {
+            let path = format!("raw/{name}/dt={}/{source}.parquet", date_string(date));
+            let batches = futures::stream::unfold(&mut received, |received| async move {
+                match received.recv().await {
+                    Some(ReadAhead::Batch(batch)) => Some((batch, received)),
+                    Some(ReadAhead::EndOfDate) => None,
+                    // The reading thread ended before the date did: fail the object
+                    // rather than write it short.
+                    None => Some((
+                        Err(IngestError::Write {
+                            table: name.to_string(),
+                            message: "the spill's reading thread stopped early".into(),
+                        }),
+                        received,
+                    )),
+                }
+            });
+            rows += write_parquet_stream(lake, &path, Box::pin(batches)).await?;
         }
-        written.insert(table.name.to_string(), rows);
+        reading.await.map_err(|e| IngestError::Write {
+            table: name.to_string(),
+            message: format!("reading thread failed: {e}"),
+        })?;
+        written.insert(name.to_string(), rows);
     }
     Ok(written)
 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 /// A valid email, trimmed and lower-cased (the rule of ingest).
 pub fn valid_email(raw: &str) -> Option<String> {
-    crmflow_core::normalize::email(raw)
+    crmflow_core::normalize::email(raw).map(std::borrow::Cow::into_owned)
 }
 
 /// A valid phone in E.164 (`+` and 8 to 15 digits; `+7` numbers have 11 digits).

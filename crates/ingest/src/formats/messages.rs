@@ -45,7 +45,7 @@ pub fn consents_schema() -> Arc<Schema> {
 }
 
 /// Splits a contact into (email, phone), counting an invalid one.
-fn contact(staging: &mut Staging, raw: &str) -> (Option<String>, Option<String>) {
+fn contact<'r>(staging: &mut Staging, raw: &'r str) -> (Option<Cow<'r, str>>, Option<String>) {
     if raw.contains('@') {
         (email_checked(staging, raw), None)
     } else {
@@ -92,7 +92,7 @@ fn contact_rows(
     opts: ParseOptions,
     chunk: &Chunk,
     staging: &mut Staging,
-    fill: impl Fn(RowWriter<'_>, &[&str], Option<String>, Option<String>, i64),
+    fill: impl Fn(RowWriter<'_>, &[&str], Option<Cow<'_, str>>, Option<String>, i64),
 ) -> Result<()> {
     let file = chunk.file;
     // Header positions, resolved on the chunk's first record (every record shares them).

@@ -96,7 +96,7 @@ pub(crate) fn each_record<'t>(
     opts: DelimitedOptions,
     required: &[&str],
     staging: &mut Staging,
-    mut row: impl FnMut(&Record<'t>, &crate::text::Header, &mut Staging),
+    mut row: impl FnMut(&Record<'t, '_>, &crate::text::Header, &mut Staging),
 ) -> Result<()> {
     let file = chunk.file;
     let Some(mut records) = Delimited::open(chunk.text, opts) else {
@@ -111,7 +111,7 @@ pub(crate) fn each_record<'t>(
     }
     let header = records.header.clone();
     let width = header.names.len();
-    for record in records.by_ref() {
+    while let Some(record) = records.next_record() {
         let record = match record {
             Ok(mut rec) => {
                 rec.line += chunk.line_shift;
@@ -131,13 +131,13 @@ pub(crate) fn each_record<'t>(
                 Reason::UnparseableRecord,
                 bad.message,
             ),
-            Ok(rec) if rec.fields.len() != width => staging.quarantine(
+            Ok(rec) if rec.len() != width => staging.quarantine(
                 file,
                 rec.line,
                 rec.raw,
                 None,
                 Reason::WrongColumnCount,
-                format!("{} fields, the header has {width}", rec.fields.len()),
+                format!("{} fields, the header has {width}", rec.len()),
             ),
             Ok(rec) => row(&rec, &header, staging),
         }
@@ -155,7 +155,10 @@ pub(crate) fn phone_checked(staging: &mut Staging, raw: &str) -> Option<String> 
 }
 
 /// Counts an email that was present but invalid.
-pub(crate) fn email_checked(staging: &mut Staging, raw: &str) -> Option<String> {
+pub(crate) fn email_checked<'r>(
+    staging: &mut Staging,
+    raw: &'r str,
+) -> Option<std::borrow::Cow<'r, str>> {
     let normalised = crmflow_core::normalize::email(raw);
     if normalised.is_none() && crmflow_core::normalize::text(raw).is_some() {
         staging.counts.invalid_emails += 1;
