@@ -207,8 +207,8 @@ impl<'a> Delimited<'a> {
         self.base
     }
 
-    /// The next record, `None` at the end of the text. Blank lines are skipped.
-    #[allow(clippy::should_implement_trait)] // a lending iterator: records borrow the reader
+    /// The next record, `None` at the end of the text. Blank lines are skipped. The record
+    /// borrows the reader until the next call (a lending iterator, hence no `Iterator`).
     pub fn next_record(&mut self) -> Option<Result<Record<'a, '_>, BadRecord<'a>>> {
         loop {
             let bytes = &self.text.as_bytes()[self.pos..];
