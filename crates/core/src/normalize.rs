@@ -263,11 +263,6 @@ pub fn date32(d: NaiveDate) -> i32 {
     chrono::Datelike::num_days_from_ce(&d) - EPOCH_DAYS_FROM_CE
 }
 
-/// The business date (in `tz`) of a UTC instant in microseconds.
-pub fn business_date(micros: i64, tz: Tz) -> Option<NaiveDate> {
-    DateTime::<Utc>::from_timestamp_micros(micros).map(|dt| dt.with_timezone(&tz).date_naive())
-}
-
 /// The UTC instant (microseconds) of the last microsecond of `day` in `tz`: the cut-off of a run.
 pub fn end_of_day_micros(day: NaiveDate, tz: Tz) -> i64 {
     let next = day.succ_opt().unwrap_or(day);
@@ -414,8 +409,10 @@ mod tests {
     fn business_day_bounds() {
         let d = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
         let end = end_of_day_micros(d, MSK);
-        assert_eq!(business_date(end, MSK), Some(d));
-        assert_eq!(business_date(end + 1, MSK), d.succ_opt());
+        // Business dates are crate::zone::LocalDays's.
+        let mut days = crate::zone::LocalDays::new(MSK);
+        assert_eq!(days.of(end), Some(date32(d)));
+        assert_eq!(days.of(end + 1), d.succ_opt().map(date32));
         assert_eq!(date32(NaiveDate::from_ymd_opt(1970, 1, 2).unwrap()), 1);
     }
 

@@ -18,18 +18,47 @@ use chrono_tz::Tz;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 const CACHED_DAYS: usize = 1024;
 
+/// A direct-mapped cache of [`CACHED_DAYS`] days: a day's UTC offset in microseconds
+/// when it is constant over the day, `None` when the day has a transition.
+struct DayOffsets {
+    days: Vec<(i64, Option<i64>)>,
+}
+
+impl DayOffsets {
+    fn new() -> Self {
+        Self {
+            days: vec![(i64::MIN, None); CACHED_DAYS],
+        }
+    }
+
+    /// The cached offset of `day`, computed by `constant_offset` on a miss.
+    fn of(&mut self, day: i64, constant_offset: impl FnOnce() -> Option<i64>) -> Option<i64> {
+        let slot = day.rem_euclid(CACHED_DAYS as i64) as usize;
+        match self.days.get(slot) {
+            Some((d, offset)) if *d == day => *offset,
+            _ => {
+                let offset = constant_offset();
+                if let Some(entry) = self.days.get_mut(slot) {
+                    *entry = (day, offset);
+                }
+                offset
+            }
+        }
+    }
+}
+
 /// Local calendar days (days since 1970-01-01) of UTC instants in one time zone.
 pub struct LocalDays {
     tz: Tz,
-    /// (UTC day, its offset in microseconds when constant over the day).
-    days: Vec<(i64, Option<i64>)>,
+    /// By UTC day.
+    offsets: DayOffsets,
 }
 
 impl LocalDays {
     pub fn new(tz: Tz) -> Self {
         Self {
             tz,
-            days: vec![(i64::MIN, None); CACHED_DAYS],
+            offsets: DayOffsets::new(),
         }
     }
 
@@ -37,83 +66,39 @@ impl LocalDays {
     /// chrono's range of dates.
     pub fn of(&mut self, micros: i64) -> Option<i32> {
         let day = micros.div_euclid(MICROS_PER_DAY);
-        let slot = day.rem_euclid(CACHED_DAYS as i64) as usize;
-        let cached = match self.days.get(slot) {
-            Some((d, offset)) if *d == day => *offset,
-            _ => {
-                let offset = self.constant_offset(day);
-                if let Some(entry) = self.days.get_mut(slot) {
-                    *entry = (day, offset);
-                }
-                offset
-            }
-        };
-        let offset = match cached {
+        let tz = self.tz;
+        let offset = match self.offsets.of(day, || constant_utc_offset(tz, day)) {
             Some(offset) => offset,
-            None => self.offset_at(micros)?,
+            None => offset_at(tz, micros)?,
         };
         i32::try_from(micros.checked_add(offset)?.div_euclid(MICROS_PER_DAY)).ok()
     }
-
-    fn offset_at(&self, micros: i64) -> Option<i64> {
-        let t = DateTime::<Utc>::from_timestamp_micros(micros)?;
-        let offset = self.tz.offset_from_utc_datetime(&t.naive_utc());
-        Some(i64::from(offset.fix().local_minus_utc()) * 1_000_000)
-    }
-
-    fn constant_offset(&self, day: i64) -> Option<i64> {
-        let first = day.checked_mul(MICROS_PER_DAY)?;
-        let last = first.checked_add(MICROS_PER_DAY - 1)?;
-        let offset = self.offset_at(first)?;
-        (self.offset_at(last)? == offset).then_some(offset)
-    }
 }
 
-/// UTC offsets of local days in one time zone, for [`local_to_utc_micros`].
-struct UtcOffsets {
-    tz: Tz,
-    /// (local day, its offset in microseconds when constant and unambiguous over the day).
-    days: Vec<(i64, Option<i64>)>,
+/// The offset of `tz` at a UTC instant, in microseconds.
+fn offset_at(tz: Tz, micros: i64) -> Option<i64> {
+    let t = DateTime::<Utc>::from_timestamp_micros(micros)?;
+    let offset = tz.offset_from_utc_datetime(&t.naive_utc());
+    Some(i64::from(offset.fix().local_minus_utc()) * 1_000_000)
 }
 
-impl UtcOffsets {
-    fn new(tz: Tz) -> Self {
-        Self {
-            tz,
-            days: vec![(i64::MIN, None); CACHED_DAYS],
-        }
-    }
+/// The offset of a UTC day when its first and last microsecond have the same one.
+fn constant_utc_offset(tz: Tz, day: i64) -> Option<i64> {
+    let first = day.checked_mul(MICROS_PER_DAY)?;
+    let last = first.checked_add(MICROS_PER_DAY - 1)?;
+    let offset = offset_at(tz, first)?;
+    (offset_at(tz, last)? == offset).then_some(offset)
+}
 
-    fn utc_of(&mut self, naive: NaiveDateTime) -> Option<i64> {
-        let local = naive.and_utc().timestamp_micros();
-        let day = local.div_euclid(MICROS_PER_DAY);
-        let slot = day.rem_euclid(CACHED_DAYS as i64) as usize;
-        let cached = match self.days.get(slot) {
-            Some((d, offset)) if *d == day => *offset,
-            _ => {
-                let offset = self.constant_offset(naive.date());
-                if let Some(entry) = self.days.get_mut(slot) {
-                    *entry = (day, offset);
-                }
-                offset
-            }
-        };
-        match cached {
-            Some(offset) => local.checked_sub(offset),
-            None => by_chrono(naive, self.tz),
-        }
-    }
-
-    /// The offset of a local day when its first and last moment have the same single one.
-    fn constant_offset(&self, date: NaiveDate) -> Option<i64> {
-        let single = |t: NaiveDateTime| match self.tz.offset_from_local_datetime(&t) {
-            chrono::LocalResult::Single(o) => Some(i64::from(o.fix().local_minus_utc())),
-            _ => None,
-        };
-        let first = single(date.and_hms_opt(0, 0, 0)?)?;
-        let last = single(date.and_hms_micro_opt(23, 59, 59, 999_999)?)?;
-        (first == last).then_some(first * 1_000_000)
-    }
+/// The offset of a local day when its first and last moment have the same single one.
+fn constant_local_offset(tz: Tz, date: NaiveDate) -> Option<i64> {
+    let single = |t: NaiveDateTime| match tz.offset_from_local_datetime(&t) {
+        chrono::LocalResult::Single(o) => Some(i64::from(o.fix().local_minus_utc())),
+        _ => None,
+    };
+    let first = single(date.and_hms_opt(0, 0, 0)?)?;
+    let last = single(date.and_hms_micro_opt(23, 59, 59, 999_999)?)?;
+    (first == last).then_some(first * 1_000_000)
 }
 
 /// A local wall time in `tz` to UTC microseconds. A time that occurs twice (clocks set
@@ -122,16 +107,23 @@ impl UtcOffsets {
 /// each local day cached per thread.
 pub fn local_to_utc_micros(naive: NaiveDateTime, tz: Tz) -> Option<i64> {
     thread_local! {
-        static OFFSETS: RefCell<Option<UtcOffsets>> = const { RefCell::new(None) };
+        /// By local day, for the zone of the last call.
+        static OFFSETS: RefCell<Option<(Tz, DayOffsets)>> = const { RefCell::new(None) };
     }
-    OFFSETS.with(|cell| {
+    let local = naive.and_utc().timestamp_micros();
+    let day = local.div_euclid(MICROS_PER_DAY);
+    let cached = OFFSETS.with(|cell| {
         let mut cell = cell.borrow_mut();
         let offsets = match cell.as_mut() {
-            Some(offsets) if offsets.tz == tz => offsets,
-            _ => cell.insert(UtcOffsets::new(tz)),
+            Some((zone, offsets)) if *zone == tz => offsets,
+            _ => &mut cell.insert((tz, DayOffsets::new())).1,
         };
-        offsets.utc_of(naive)
-    })
+        offsets.of(day, || constant_local_offset(tz, naive.date()))
+    });
+    match cached {
+        Some(offset) => local.checked_sub(offset),
+        None => by_chrono(naive, tz),
+    }
 }
 
 /// [`local_to_utc_micros`] without the cache: chrono, value by value.

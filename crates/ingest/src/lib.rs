@@ -21,6 +21,7 @@ pub mod write;
 
 use std::path::Path;
 
+use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use crmflow_core::config::{Job, SourceConfig};
 use crmflow_core::lake::Lake;
@@ -163,17 +164,56 @@ pub async fn parse_file(
 
 /// Moves every staged row and quarantined row into the spill.
 pub fn spill_staged(source: &str, staging: &mut Staging, spill: &mut Spill) -> Result<()> {
-    staging.staged_bytes = 0;
-    for (i, table) in staging.tables.iter_mut().enumerate() {
-        if let Some(batch) = table.take_batch(&staging.file_names)? {
-            spill.add(i, batch)?;
+    SpillWork::take(source, staging, &mut [])?.apply(spill)
+}
+
+/// Staged rows per table and the quarantined rows, taken from the staging area to be
+/// spilled, here or on the spilling thread of [`parallel`].
+pub(crate) struct SpillWork {
+    tables: Vec<(usize, Vec<RecordBatch>)>,
+    quarantine: Option<RecordBatch>,
+}
+
+impl SpillWork {
+    /// Takes `gathered` (batches per table that parallel parsing merged), the rows
+    /// staged in the staging area itself and its quarantined rows.
+    pub(crate) fn take(
+        source: &str,
+        staging: &mut Staging,
+        gathered: &mut [Vec<RecordBatch>],
+    ) -> Result<Self> {
+        staging.staged_bytes = 0;
+        let mut tables: Vec<(usize, Vec<RecordBatch>)> = gathered
+            .iter_mut()
+            .enumerate()
+            .map(|(table, batches)| (table, std::mem::take(batches)))
+            .filter(|(_, batches)| !batches.is_empty())
+            .collect();
+        // Rows staged in the source's own area (none when parallel chunks were absorbed).
+        for (table, stage) in staging.tables.iter_mut().enumerate() {
+            if let Some(batch) = stage.take_batch(&staging.file_names)? {
+                tables.push((table, vec![batch]));
+            }
         }
+        let quarantine = match staging.quarantine.is_empty() {
+            true => None,
+            false => {
+                let rows = std::mem::take(&mut staging.quarantine);
+                Some(write::quarantine_batch(source, &staging.file_names, &rows)?)
+            }
+        };
+        Ok(Self { tables, quarantine })
     }
-    if !staging.quarantine.is_empty() {
-        let rows = std::mem::take(&mut staging.quarantine);
-        spill.add_quarantine(write::quarantine_batch(source, &staging.file_names, &rows)?)?;
+
+    pub(crate) fn apply(self, spill: &mut Spill) -> Result<()> {
+        for (table, batches) in self.tables {
+            spill.add_all(table, &batches)?;
+        }
+        if let Some(batch) = self.quarantine {
+            spill.add_quarantine(batch)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Every canonical lake table with its schema as written (lineage columns included),

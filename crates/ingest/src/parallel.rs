@@ -90,7 +90,7 @@ pub async fn parse_file_parallel(
             gathered[table].push(batch);
         }
         if staging.staged_bytes >= spill_every {
-            let work = SpillWork::take(source, staging, &mut gathered)?;
+            let work = crate::SpillWork::take(source, staging, &mut gathered)?;
             let mut spill = spilling.wait(&name).await?;
             spilling = Spilling::Running(tokio::task::spawn_blocking(move || {
                 work.apply(&mut spill)?;
@@ -99,7 +99,7 @@ pub async fn parse_file_parallel(
         }
     }
     let mut spill = spilling.wait(&name).await?;
-    SpillWork::take(source, staging, &mut gathered)?.apply(&mut spill)?;
+    crate::SpillWork::take(source, staging, &mut gathered)?.apply(&mut spill)?;
     Ok(spill)
 }
 
@@ -125,57 +125,6 @@ impl Spilling {
                 .await
                 .map_err(|e| thread_failed(file, "spilling", e))?,
         }
-    }
-}
-
-/// Gathered batches per table and the quarantined rows, taken from the staging area
-/// to be spilled.
-struct SpillWork {
-    tables: Vec<(usize, Vec<RecordBatch>)>,
-    quarantine: Option<RecordBatch>,
-}
-
-impl SpillWork {
-    fn take(
-        source: &str,
-        staging: &mut Staging,
-        gathered: &mut [Vec<RecordBatch>],
-    ) -> Result<Self> {
-        staging.staged_bytes = 0;
-        let mut tables: Vec<(usize, Vec<RecordBatch>)> = gathered
-            .iter_mut()
-            .enumerate()
-            .map(|(table, batches)| (table, std::mem::take(batches)))
-            .filter(|(_, batches)| !batches.is_empty())
-            .collect();
-        // Rows staged in the source's own area (none when every chunk is absorbed).
-        for (table, stage) in staging.tables.iter_mut().enumerate() {
-            if let Some(batch) = stage.take_batch(&staging.file_names)? {
-                tables.push((table, vec![batch]));
-            }
-        }
-        let quarantine = match staging.quarantine.is_empty() {
-            true => None,
-            false => {
-                let rows = std::mem::take(&mut staging.quarantine);
-                Some(crate::write::quarantine_batch(
-                    source,
-                    &staging.file_names,
-                    &rows,
-                )?)
-            }
-        };
-        Ok(Self { tables, quarantine })
-    }
-
-    fn apply(self, spill: &mut Spill) -> Result<()> {
-        for (table, batches) in self.tables {
-            spill.add_all(table, &batches)?;
-        }
-        if let Some(batch) = self.quarantine {
-            spill.add_quarantine(batch)?;
-        }
-        Ok(())
     }
 }
 
