@@ -302,6 +302,7 @@ async fn models(args: ModelsArgs) -> Result<()> {
                     &name,
                     &m.config.tests,
                     &env.vars,
+                    &[],
                 )
                 .await
                 {

@@ -145,8 +145,8 @@ async fn build_and_test(
 ) -> Built {
     let name = model.name.clone();
     let started = Instant::now();
-    let rows = match run_model(&ctx, &lake, &model, &sql).await {
-        Ok(rows) => rows,
+    let written = match run_model(&ctx, &lake, &model, &sql).await {
+        Ok(written) => written,
         Err(e) => {
             tracing::error!(model = %name, error = %e, "model failed");
             return Built {
@@ -156,9 +156,16 @@ async fn build_and_test(
             };
         }
     };
-    let seconds = started.elapsed().as_secs_f64();
+    let (rows, seconds) = (written.rows, started.elapsed().as_secs_f64());
     tracing::info!(model = %name, rows, seconds = format!("{seconds:.2}"), "model built");
-    let tests = run_tests(&ctx, &name, &model.config.tests, &vars).await;
+    let tests = run_tests(
+        &ctx,
+        &name,
+        &model.config.tests,
+        &vars,
+        &written.unique_keys,
+    )
+    .await;
     for t in tests.iter().filter(|t| !t.passed()) {
         tracing::warn!(
             model = %t.model,

@@ -11,6 +11,7 @@
 //! - [`vars`]: run variables in SQL (`{{ var('lookback_days') }}`).
 //! - [`materialize`]: running models and writing them atomically into the lake.
 //! - [`datatests`]: data tests beside each model.
+//! - [`sorted_keys`]: `unique` tests decided while a table is written in key order.
 
 pub mod compact;
 pub mod datatests;
@@ -20,6 +21,7 @@ pub mod functions;
 pub mod materialize;
 pub mod models;
 pub mod row_number;
+pub mod sorted_keys;
 pub mod vars;
 
 pub use error::{Result, TransformError};

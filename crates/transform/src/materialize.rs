@@ -23,6 +23,7 @@ use crmflow_core::lake::Lake;
 use crate::engine::{LakeTable, lake_table, register};
 use crate::error::{Result, TransformError};
 use crate::models::{Materialization, Model};
+use crate::sorted_keys::SortedKeyCheck;
 
 /// Key-value metadata key of a written table's sort order: its column names, joined by
 /// commas, each ascending; nulls last when [`SORT_NULLS_KEY`] says `last`, else first.
@@ -105,8 +106,23 @@ fn model_context(ctx: &SessionContext, model: &Model) -> Result<SessionContext> 
     Ok(SessionContext::new_with_state(state))
 }
 
-/// Runs one model with its rendered SQL; returns the rows written (0 for a view).
-pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &str) -> Result<u64> {
+/// What running a model wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Materialized {
+    /// Rows written (0 for a view).
+    pub rows: u64,
+    /// Keys of the model's `unique` tests that no two written rows share, proven as the
+    /// rows were written ([`crate::sorted_keys`]); their tests need no query.
+    pub unique_keys: Vec<Vec<String>>,
+}
+
+/// Runs one model with its rendered SQL.
+pub async fn run_model(
+    ctx: &SessionContext,
+    lake: &Lake,
+    model: &Model,
+    sql: &str,
+) -> Result<Materialized> {
     let query_err = |source| TransformError::Query {
         model: model.name.clone(),
         source,
@@ -122,7 +138,7 @@ pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &s
     match model.config.materialized {
         Materialization::View => {
             register(&ctx.state(), &model.name, df.into_view())?;
-            Ok(0)
+            Ok(Materialized::default())
         }
         Materialization::Table => {
             let (df, sorted_by) = canonical(df, &model.config.order_by, model.config.round_floats)
@@ -131,7 +147,10 @@ pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &s
                     other => other,
                 })?;
             let folder = mart_folder(&model.name);
-            let rows = write_parquet(lake, &format!("{folder}/part-0.parquet"), df, &sorted_by)
+            let mut keys =
+                SortedKeyCheck::new(&model.config.tests, &sorted_by, df.schema().as_arrow());
+            let relative = format!("{folder}/part-0.parquet");
+            let rows = write_parquet(lake, &relative, df, &sorted_by, &mut keys)
                 .await
                 .map_err(|e| match e {
                     TransformError::DataFusion(source) => query_err(source),
@@ -145,7 +164,10 @@ pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &s
             };
             let provider = lake_table(&ctx.state(), lake, &table).await?;
             register(&ctx.state(), &model.name, provider)?;
-            Ok(rows)
+            Ok(Materialized {
+                rows,
+                unique_keys: keys.unique_keys(),
+            })
         }
     }
 }
@@ -154,12 +176,13 @@ pub async fn run_model(ctx: &SessionContext, lake: &Lake, model: &Model, sql: &s
 /// ([`crmflow_core::parquet_writer`]). `sorted_by` (the columns the frame is sorted by,
 /// ascending, nulls last) is recorded in the file's key-value metadata under
 /// [`SORTED_BY_KEY`], so that readers can declare the order to DataFusion and skip
-/// sorts the file already satisfies.
+/// sorts the file already satisfies. `keys` sees every batch written.
 pub async fn write_parquet(
     lake: &Lake,
     relative: &str,
     df: DataFrame,
     sorted_by: &[String],
+    keys: &mut SortedKeyCheck,
 ) -> Result<u64> {
     // Only our own key: metadata that came along from the tables read is dropped, so a
     // sort order is never inherited from an input.
@@ -169,10 +192,12 @@ pub async fn write_parquet(
         metadata.insert(SORT_NULLS_KEY.to_string(), "last".to_string());
     }
     let schema = Arc::new(df.schema().as_arrow().clone().with_metadata(metadata));
-    let stream = df
-        .execute_stream()
-        .await?
-        .map(|batch| batch.map_err(TransformError::from));
+    let stream = df.execute_stream().await?.map(|batch| {
+        if let Ok(batch) = &batch {
+            keys.observe(batch);
+        }
+        batch.map_err(TransformError::from)
+    });
     crmflow_core::parquet_writer::write_parquet(lake, relative, schema, writer_properties(), stream)
         .await
 }
@@ -249,7 +274,10 @@ mod tests {
                 ..ModelConfig::default()
             },
         );
-        assert_eq!(run_model(&ctx, &lake, &m, sql).await.unwrap(), 1_000_000);
+        assert_eq!(
+            run_model(&ctx, &lake, &m, sql).await.unwrap().rows,
+            1_000_000
+        );
 
         // Every group once, complete, in the written order.
         let text = table_text(
@@ -294,7 +322,8 @@ mod tests {
         assert_eq!(
             run_model(&ctx, &lake, &model("m", config), SQL)
                 .await
-                .unwrap(),
+                .unwrap()
+                .rows,
             3
         );
         let plan = ctx.sql("SELECT k, v FROM m").await.unwrap();
@@ -367,6 +396,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unique_tests_on_the_sort_key_are_decided_as_the_table_is_written() {
+        use crate::datatests::{DataTest, run_tests};
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, lake) = context(dir.path()).await;
+        let unique = |columns: &[&str]| DataTest {
+            unique: Some(columns.iter().map(|c| c.to_string()).collect()),
+            ..DataTest::default()
+        };
+        let config = ModelConfig {
+            order_by: vec!["k".into(), "v".into()],
+            tests: vec![unique(&["v", "k"]), unique(&["k"]), unique(&["v"])],
+            ..ModelConfig::default()
+        };
+        let vars = crate::vars::VarSet::default();
+        // Keys repeat across the sort order (k = 1 twice), never as (k, v); `v` is not a
+        // prefix of the order and is left to its query.
+        let sql = "SELECT * FROM (VALUES (2, 'b'), (1, 'a'), (1, 'c'), (3, 'a')) AS t(k, v)";
+        let m = model("keys", config);
+        let written = run_model(&ctx, &lake, &m, sql).await.unwrap();
+        assert_eq!(
+            written.unique_keys,
+            vec![vec!["v".to_string(), "k".to_string()]]
+        );
+        let outcomes = run_tests(&ctx, "keys", &m.config.tests, &vars, &written.unique_keys).await;
+        let failing: Vec<(&str, u64)> = outcomes
+            .iter()
+            .map(|t| (t.test.as_str(), t.failing_rows))
+            .collect();
+        assert_eq!(
+            failing,
+            [("unique(v, k)", 0), ("unique(k)", 1), ("unique(v)", 1)]
+        );
+        assert!(
+            outcomes[1].sample.contains("| 1 | 2           |"),
+            "{}",
+            outcomes[1].sample
+        );
+        // Without the proof every query runs, and agrees.
+        let queried = run_tests(&ctx, "keys", &m.config.tests, &vars, &[]).await;
+        assert!(queried[0].passed());
+    }
+
+    #[tokio::test]
     async fn a_models_datafusion_settings_apply_to_its_query_only() {
         let dir = tempfile::tempdir().unwrap();
         let (ctx, lake) = context(dir.path()).await;
@@ -382,7 +454,7 @@ mod tests {
         let one = model("one", config);
         let own = model_context(&ctx, &one).unwrap();
         assert_eq!(own.state().config().target_partitions(), 1);
-        assert_eq!(run_model(&ctx, &lake, &one, SQL).await.unwrap(), 3);
+        assert_eq!(run_model(&ctx, &lake, &one, SQL).await.unwrap().rows, 3);
         // The job's own context keeps its settings and sees the table written.
         let job = EngineConfig::default_for(chrono_tz::UTC).target_partitions;
         assert_eq!(ctx.state().config().target_partitions(), job);
