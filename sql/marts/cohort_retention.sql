@@ -19,13 +19,21 @@ months as (
     where g.value <= cast(((date_part('year', {{ var('as_of') }}) - date_part('year', s.cohort_month)) * 12
                            + date_part('month', {{ var('as_of') }}) - date_part('month', s.cohort_month)) as bigint)
 ),
+-- A customer's purchases and revenue per business month: one row per active customer
+-- and month, so that `activity` counts rows (not `count(distinct customer_id)`, which
+-- DataFusion computes as a second grouping by customer).
+customer_months as (
+    select customer_id, purchase_month, sum(value) as revenue
+    from int_purchases
+    group by customer_id, purchase_month
+),
 activity as (
     select c.cohort_month,
            cast((date_part('year', p.purchase_month) - date_part('year', c.cohort_month)) * 12
                 + date_part('month', p.purchase_month) - date_part('month', c.cohort_month) as bigint) as month_number,
-           count(distinct p.customer_id) as active_customers,
-           sum(p.value) as revenue
-    from int_purchases p join cohort c on c.customer_id = p.customer_id
+           count(*) as active_customers,
+           sum(p.revenue) as revenue
+    from customer_months p join cohort c on c.customer_id = p.customer_id
     group by 1, 2
 )
 select m.cohort_month, m.month_number, m.cohort_size,
