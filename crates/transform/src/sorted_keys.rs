@@ -58,12 +58,14 @@ impl SortedKeyCheck {
             let mut sorted: Vec<&String> = prefix.iter().collect();
             named.sort();
             sorted.sort();
-            let exact = schema.fields().iter().all(|f| {
-                !prefix.contains(f.name())
-                    || !matches!(
+            // Every key column is in the table and compares exactly.
+            let exact = prefix.iter().all(|c| {
+                schema.field_with_name(c).is_ok_and(|f| {
+                    !matches!(
                         f.data_type(),
                         DataType::Float16 | DataType::Float32 | DataType::Float64
                     )
+                })
             });
             if len > 0 && named == sorted && exact {
                 keys.push(Key {
@@ -74,13 +76,10 @@ impl SortedKeyCheck {
             }
         }
         let longest = keys.iter().map(|k| k.len).max().unwrap_or(0);
-        let positions: Vec<usize> = sorted_by[..longest]
+        let positions = sorted_by[..longest]
             .iter()
             .filter_map(|c| schema.index_of(c).ok())
             .collect();
-        if positions.len() < longest {
-            keys.clear();
-        }
         Self {
             positions,
             keys,
