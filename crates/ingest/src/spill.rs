@@ -12,6 +12,12 @@
 //! of a key but the latest as a loser (one bit per occurrence); the losers' rows are
 //! dropped as the date stores are read for writing. Spill files are LZ4-compressed
 //! Arrow IPC.
+//!
+//! The rows bound for the date stores wait in memory until they take
+//! [`DATE_BUFFER_BYTES`], and each store then writes its rows as one batch: a year of
+//! Metrica visits at 1M customers otherwise split every 8 MiB of input into 366
+//! batches of about 130 rows, and the per-batch cost of IPC and LZ4 frames, to write
+//! and to read back, made up most of the spill's time.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +43,12 @@ pub const BUCKET_INPUT_BYTES: u64 = 48 << 20;
 /// a source that spans less than this many days; a store of several dates is read once
 /// per date).
 const DATE_STORES: i32 = 1024;
+/// Rows bound for the date stores of a source wait in memory up to this size (Arrow
+/// buffers), then each store writes its waiting rows as one batch. At 1M customers,
+/// with the write side's batches coalesced too ([`crate::write`]), Metrica's ingest
+/// alone took 38.1-39.5 s and 322 MB peak, against 53.6-61.8 s and 322 MB with every
+/// part written to its store at once.
+pub const DATE_BUFFER_BYTES: u64 = 64 << 20;
 /// Buffer of each spill file: small, as hundreds may be open at once.
 const FILE_BUFFER: usize = 64 << 10;
 /// Key index entries added to the buckets at once.
@@ -198,6 +210,9 @@ pub struct Spill {
     /// Key index entries not yet added to the buckets, and their rows.
     pending_index: Vec<RecordBatch>,
     pending_rows: usize,
+    /// The memory of the rows waiting for the date stores, and its limit.
+    waiting_bytes: u64,
+    waiting_limit: u64,
     /// Quarantined rows, as batches of [`crate::write::quarantine_schema`].
     quarantine: BatchStore,
     buckets: usize,
@@ -213,9 +228,38 @@ struct SpillTable {
     dedup: bool,
     /// Keyed rows of a grouped table, by key (empty for a deduplicated table).
     buckets: Vec<BatchStore>,
-    /// Rows by `date % DATE_STORES`, and the rows of each date a store holds: every row
-    /// of a deduplicated table, the keyless rows of a grouped one.
-    by_date: BTreeMap<i32, (BatchStore, BTreeMap<i32, u64>)>,
+    /// Rows by `date % DATE_STORES`: every row of a deduplicated table, the keyless
+    /// rows of a grouped one.
+    by_date: BTreeMap<i32, DateStore>,
+}
+
+/// The rows of the dates of one date store.
+struct DateStore {
+    store: BatchStore,
+    /// Rows per date.
+    held: BTreeMap<i32, u64>,
+    /// Rows not yet written to the store ([`DATE_BUFFER_BYTES`]).
+    waiting: Vec<RecordBatch>,
+}
+
+impl DateStore {
+    /// Writes the waiting rows to the store, as one batch.
+    fn flush(&mut self, table: &str) -> Result<()> {
+        let batch = match self.waiting.len() {
+            0 => return Ok(()),
+            1 => self.waiting.remove(0),
+            _ => {
+                let waiting = std::mem::take(&mut self.waiting);
+                arrow::compute::concat_batches(&waiting[0].schema(), &waiting).map_err(|e| {
+                    IngestError::Write {
+                        table: table.to_string(),
+                        message: e.to_string(),
+                    }
+                })?
+            }
+        };
+        self.store.push(batch)
+    }
 }
 
 /// Schema of the key index: a keyed row's key, occurrence, table and business date.
@@ -298,6 +342,8 @@ impl Spill {
             index,
             pending_index: vec![],
             pending_rows: 0,
+            waiting_bytes: 0,
+            waiting_limit: DATE_BUFFER_BYTES,
             quarantine,
             buckets,
             dir,
@@ -372,24 +418,32 @@ impl Spill {
             match target {
                 Target::Bucket(bucket) => t.buckets[bucket as usize].push(part)?,
                 Target::DateStore(slot) => {
-                    let (store, held) = t.by_date.entry(slot).or_insert_with(|| {
-                        (
-                            BatchStore::new(
-                                dir.as_deref(),
-                                format!("{}-date-{slot}.arrow", t.name),
-                            ),
-                            Default::default(),
-                        )
+                    let to = t.by_date.entry(slot).or_insert_with(|| DateStore {
+                        store: BatchStore::new(
+                            dir.as_deref(),
+                            format!("{}-date-{slot}.arrow", t.name),
+                        ),
+                        held: BTreeMap::new(),
+                        waiting: vec![],
                     });
                     let part_dates = part
                         .column(part.num_columns() - 3)
                         .as_primitive::<Date32Type>();
                     for (date, rows) in runs(part_dates.values().iter().copied()) {
-                        *held.entry(date).or_default() += rows as u64;
+                        *to.held.entry(date).or_default() += rows as u64;
                     }
-                    store.push(part)?;
+                    match to.store {
+                        BatchStore::Memory(_) => to.store.push(part)?,
+                        BatchStore::Disk { .. } => {
+                            self.waiting_bytes += slice_bytes(&part);
+                            to.waiting.push(part);
+                        }
+                    }
                 }
             }
+        }
+        if self.waiting_bytes >= self.waiting_limit {
+            self.flush_waiting()?;
         }
         for entries in entries {
             self.pending_rows += entries.num_rows();
@@ -398,6 +452,17 @@ impl Spill {
         if self.pending_rows >= INDEX_BATCH_ROWS {
             self.flush_index()?;
         }
+        Ok(())
+    }
+
+    /// Writes the rows waiting for every date store.
+    fn flush_waiting(&mut self) -> Result<()> {
+        for t in &mut self.tables {
+            for store in t.by_date.values_mut() {
+                store.flush(t.name)?;
+            }
+        }
+        self.waiting_bytes = 0;
         Ok(())
     }
 
@@ -443,11 +508,14 @@ impl Spill {
     /// `counts.rows_loaded` to `counts.duplicates_collapsed`.
     pub fn finish(mut self, counts: &mut SourceCounts, derive: &Derive<'_>) -> Result<Dated> {
         self.flush_index()?;
+        self.flush_waiting()?;
         let Spill {
             tables,
             index,
             pending_index: _,
             pending_rows: _,
+            waiting_bytes: _,
+            waiting_limit: _,
             quarantine,
             buckets,
             dir,
@@ -505,7 +573,7 @@ impl Spill {
                 stores: vec![],
             };
             // Date stores are read as they are, dropping the losers' rows.
-            for (_, (store, held)) in t.by_date {
+            for (_, DateStore { store, held, .. }) in t.by_date {
                 let index = dated.stores.len();
                 dated.stores.push(store.into_reader()?);
                 for (date, rows) in held {
@@ -656,6 +724,15 @@ fn runs<T: PartialEq>(values: impl Iterator<Item = T>) -> Vec<(T, usize)> {
         }
     }
     out
+}
+
+/// The memory of a batch's rows (of a slice: its share of the buffers only).
+fn slice_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+        .sum()
 }
 
 /// FNV-1a: a stable hash of a key (the same bucket on every run and machine).
@@ -866,8 +943,18 @@ mod tests {
         rows: &[(i32, Option<&str>, u64, i64)],
         input_bytes: u64,
     ) -> (Vec<(i32, i64)>, SourceCounts, usize) {
+        run_waiting(rows, input_bytes, DATE_BUFFER_BYTES)
+    }
+
+    /// [`run`] with rows waiting for the date stores up to `waiting_limit` bytes.
+    fn run_waiting(
+        rows: &[(i32, Option<&str>, u64, i64)],
+        input_bytes: u64,
+        waiting_limit: u64,
+    ) -> (Vec<(i32, i64)>, SourceCounts, usize) {
         let mut st = stage();
         let mut spill = Spill::new(std::slice::from_ref(&st), input_bytes, None).unwrap();
+        spill.waiting_limit = waiting_limit;
         let mut counts = SourceCounts::default();
         for chunk in rows.chunks(3) {
             for (date, key, occ, v) in chunk {
@@ -891,7 +978,7 @@ mod tests {
                 out.extend(v.values().iter().map(|v| (d, *v)));
             }
         }
-        out.sort();
+        out.sort_by_key(|(date, _)| *date);
         (out, counts, buckets)
     }
 
@@ -910,7 +997,8 @@ mod tests {
         for input in [1, 50 * BUCKET_INPUT_BYTES] {
             let (kept, counts, buckets) = run(&rows, input);
             assert_eq!(buckets, if input == 1 { 1 } else { 50 });
-            assert_eq!(kept, [(2, 21), (2, 30), (2, 31), (3, 12), (3, 40)]);
+            // Read order within a date.
+            assert_eq!(kept, [(2, 30), (2, 21), (2, 31), (3, 40), (3, 12)]);
             assert_eq!((counts.rows_loaded, counts.duplicates_collapsed), (5, 3));
             assert!(counts.balanced());
         }
@@ -927,5 +1015,49 @@ mod tests {
         let (kept, counts, _) = run(&rows, 1);
         assert_eq!(kept, [(1, 3)]);
         assert_eq!(counts.duplicates_collapsed, 2);
+    }
+
+    #[test]
+    fn rows_waiting_for_the_date_stores_come_back_whole_and_in_order() {
+        // 40 dates, 5 rows each, keys repeating across dates and batches, on disk.
+        let keys: Vec<String> = (0..60).map(|k| format!("k{k}")).collect();
+        let rows: Vec<(i32, Option<&str>, u64, i64)> = (0..200u64)
+            .map(|i| {
+                let key = (i % 3 != 0).then(|| keys[(i * 7 % 60) as usize].as_str());
+                (
+                    (i * 13 % 40) as i32,
+                    key,
+                    if key.is_some() { i + 1 } else { 0 },
+                    i as i64,
+                )
+            })
+            .collect();
+        // Each key keeps its latest occurrence only; keyless rows all stay; read order.
+        let latest: std::collections::HashSet<i64> = keys
+            .iter()
+            .filter_map(|k| {
+                rows.iter()
+                    .filter(|r| r.1 == Some(k.as_str()))
+                    .map(|r| r.3)
+                    .max()
+            })
+            .collect();
+        let mut expected: Vec<(i32, i64)> = rows
+            .iter()
+            .filter(|r| r.1.is_none() || latest.contains(&r.3))
+            .map(|r| (r.0, r.3))
+            .collect();
+        expected.sort_by_key(|(date, _)| *date);
+        // Written on every spill (1 byte), every few spills (64), and at the end.
+        for limit in [1, 64, DATE_BUFFER_BYTES] {
+            let (kept, counts, buckets) = run_waiting(&rows, 5 * BUCKET_INPUT_BYTES, limit);
+            assert_eq!(buckets, 5);
+            assert_eq!(kept, expected, "limit {limit}");
+            assert_eq!(
+                counts.duplicates_collapsed as usize,
+                rows.len() - expected.len()
+            );
+            assert!(counts.balanced());
+        }
     }
 }

@@ -63,6 +63,55 @@ async fn write_parquet_stream(
 /// next date while a row group is encoded, few enough to bound memory.
 const READ_AHEAD_BATCHES: usize = 8;
 
+/// Rows per batch the reading thread of [`write_tables`] sends (fewer when a date has
+/// fewer): the spill's batches of a date are concatenated up to this, as the Parquet
+/// writer's cost is per batch as much as per row. At 1M customers, writing Metrica's
+/// 366 dates from the spill took 12.5-13 s this way, 22 s batch by batch.
+const WRITE_BATCH_ROWS: usize = 64 * 1024;
+
+/// Batches of at least [`WRITE_BATCH_ROWS`] rows (but the last) from smaller ones.
+struct Coalesced<I> {
+    batches: I,
+    table: &'static str,
+}
+
+impl<I: Iterator<Item = Result<RecordBatch>>> Coalesced<I> {
+    fn new(batches: I, table: &'static str) -> Self {
+        Self { batches, table }
+    }
+}
+
+impl<I: Iterator<Item = Result<RecordBatch>>> Iterator for Coalesced<I> {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        let mut gathered: Vec<RecordBatch> = vec![];
+        let mut rows = 0;
+        while rows < WRITE_BATCH_ROWS {
+            match self.batches.next() {
+                Some(Ok(batch)) => {
+                    rows += batch.num_rows();
+                    gathered.push(batch);
+                }
+                Some(Err(e)) => return Some(Err(e)),
+                None => break,
+            }
+        }
+        match gathered.len() {
+            0 => None,
+            1 => gathered.pop().map(Ok),
+            _ => Some(
+                arrow::compute::concat_batches(&gathered[0].schema(), &gathered).map_err(|e| {
+                    IngestError::Write {
+                        table: self.table.to_string(),
+                        message: e.to_string(),
+                    }
+                }),
+            ),
+        }
+    }
+}
+
 /// What the reading thread of [`write_tables`] sends, date after date.
 enum ReadAhead {
     Batch(Result<RecordBatch>),
@@ -86,7 +135,7 @@ pub async fn write_tables(
         let to_read = dates.clone();
         let reading = tokio::task::spawn_blocking(move || {
             for date in to_read {
-                for batch in table.parts(date) {
+                for batch in Coalesced::new(table.parts(date), name) {
                     if sender.blocking_send(ReadAhead::Batch(batch)).is_err() {
                         return; // the writer stopped on an error
                     }
