@@ -33,5 +33,9 @@ pub fn register_all(registry: &mut dyn FunctionRegistry, tz: Tz) -> Result<()> {
     registry.register_udaf(std::sync::Arc::new(AggregateUDF::from(
         path::ChannelPath::new(),
     )))?;
+    // In place of the built-in `sum` (same name): order-independent over DOUBLE.
+    registry.register_udaf(std::sync::Arc::new(AggregateUDF::from(
+        exact_sum::ExactSum::new(),
+    )))?;
     Ok(())
 }
