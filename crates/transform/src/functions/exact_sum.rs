@@ -15,6 +15,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, UInt8Array,
 };
+use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::datatypes::{
     DataType, Decimal128Type, Field, FieldRef, Float64Type, UInt8Type,
 };
@@ -272,19 +273,27 @@ struct FixedSumGroups {
 }
 
 impl FixedSumGroups {
-    fn rows<'a>(
-        group_indices: &'a [usize],
-        filter: Option<&'a BooleanArray>,
-    ) -> impl Iterator<Item = (usize, usize)> + 'a {
-        group_indices
-            .iter()
-            .enumerate()
-            .filter(move |(row, _)| filter.is_none_or(|f| f.is_valid(*row) && f.value(*row)))
-            .map(|(row, group)| (row, *group))
+    /// The rows to add: valid values the filter keeps (a NULL filter value drops its
+    /// row), as a bitmap; `None` when every row counts.
+    fn selected(values: &Float64Array, filter: Option<&BooleanArray>) -> Option<BooleanBuffer> {
+        let mut keep = filter.map(|f| match f.nulls() {
+            Some(nulls) => f.values() & nulls.inner(),
+            None => f.values().clone(),
+        });
+        if let Some(nulls) = values.nulls() {
+            keep = Some(match keep {
+                Some(k) => &k & nulls.inner(),
+                None => nulls.inner().clone(),
+            });
+        }
+        keep
     }
 }
 
 impl GroupsAccumulator for FixedSumGroups {
+    /// Over the bits of the selection: a row-by-row `BooleanArray::value` for the
+    /// FILTER of each of six sums over 55M rows (a data test of `attribution_credits`
+    /// at 1M customers) made that test 1.4 s slower than with the built-in float sum.
     fn update_batch(
         &mut self,
         values: &[ArrayRef],
@@ -294,9 +303,17 @@ impl GroupsAccumulator for FixedSumGroups {
     ) -> Result<()> {
         self.totals.resize(total_num_groups, Total::default());
         let values = float_values(values)?;
-        for (row, group) in Self::rows(group_indices, opt_filter) {
-            if values.is_valid(row) {
-                self.totals[group].add(values.value(row));
+        let data = values.values();
+        match Self::selected(values, opt_filter) {
+            None => {
+                for (group, v) in group_indices.iter().zip(data.iter()) {
+                    self.totals[*group].add(*v);
+                }
+            }
+            Some(keep) => {
+                for row in keep.set_indices() {
+                    self.totals[group_indices[row]].add(data[row]);
+                }
             }
         }
         Ok(())
@@ -310,9 +327,9 @@ impl GroupsAccumulator for FixedSumGroups {
     ) -> Result<()> {
         self.totals.resize(total_num_groups, Total::default());
         let (fixed, flags) = state_arrays(values)?;
-        for (row, group) in Self::rows(group_indices, None) {
+        for (row, group) in group_indices.iter().enumerate() {
             if fixed.is_valid(row) {
-                self.totals[group].merge(fixed.value(row), flags.value(row));
+                self.totals[*group].merge(fixed.value(row), flags.value(row));
             }
         }
         Ok(())
@@ -419,6 +436,40 @@ mod tests {
                 .is_nan()
         );
         assert_eq!(sum_in_order(&[1e30, 1.0]), Some(1e30 + 1.0));
+    }
+
+    #[test]
+    fn grouped_sums_skip_nulls_and_rows_the_filter_drops() {
+        let values: ArrayRef = Arc::new(Float64Array::from(vec![
+            Some(1.0),
+            None,
+            Some(2.0),
+            Some(4.0),
+            Some(8.0),
+            Some(16.0),
+        ]));
+        // Group 3's one row is NULL: its sum is NULL, not 0.
+        let groups = [0, 3, 1, 1, 0, 2];
+        let sums = |filter: Option<&BooleanArray>| {
+            let mut acc = FixedSumGroups::default();
+            acc.update_batch(std::slice::from_ref(&values), &groups, filter, 4)
+                .unwrap();
+            let out = acc.evaluate(EmitTo::All).unwrap();
+            out.as_primitive::<Float64Type>().iter().collect::<Vec<_>>()
+        };
+        assert_eq!(sums(None), [Some(9.0), Some(6.0), Some(16.0), None]);
+        // A NULL filter value drops its row like false; a group with no row is NULL.
+        let filter = BooleanArray::from(vec![
+            Some(true),
+            Some(true),
+            None,
+            Some(false),
+            Some(true),
+            Some(true),
+        ]);
+        assert_eq!(sums(Some(&filter)), [Some(9.0), None, Some(16.0), None]);
+        let none = BooleanArray::from(vec![false; 6]);
+        assert_eq!(sums(Some(&none)), [None, None, None, None]);
     }
 
     #[test]
