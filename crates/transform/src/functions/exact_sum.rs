@@ -15,7 +15,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, UInt8Array,
 };
-use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::datatypes::{
     DataType, Decimal128Type, Field, FieldRef, Float64Type, UInt8Type,
 };
@@ -27,6 +26,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, ReversedUDAF, SetMonotonicity,
     Signature,
 };
+use datafusion_functions_aggregate_common::aggregate::groups_accumulator::accumulate::accumulate;
 
 /// Fractional bits of the fixed-point total.
 const FRACTION_BITS: i32 = 60;
@@ -272,28 +272,11 @@ struct FixedSumGroups {
     totals: Vec<Total>,
 }
 
-impl FixedSumGroups {
-    /// The rows to add: valid values the filter keeps (a NULL filter value drops its
-    /// row), as a bitmap; `None` when every row counts.
-    fn selected(values: &Float64Array, filter: Option<&BooleanArray>) -> Option<BooleanBuffer> {
-        let mut keep = filter.map(|f| match f.nulls() {
-            Some(nulls) => f.values() & nulls.inner(),
-            None => f.values().clone(),
-        });
-        if let Some(nulls) = values.nulls() {
-            keep = Some(match keep {
-                Some(k) => &k & nulls.inner(),
-                None => nulls.inner().clone(),
-            });
-        }
-        keep
-    }
-}
-
 impl GroupsAccumulator for FixedSumGroups {
-    /// Over the bits of the selection: a row-by-row `BooleanArray::value` for the
-    /// FILTER of each of six sums over 55M rows (a data test of `attribution_credits`
-    /// at 1M customers) made that test 1.4 s slower than with the built-in float sum.
+    /// With DataFusion's `accumulate`, which walks the set bits of the filter and the
+    /// values' validity: row by row, the FILTER of each of six sums over 55M rows (a
+    /// data test of `attribution_credits` at 1M customers) took 1.4 s more than the
+    /// built-in float sum.
     fn update_batch(
         &mut self,
         values: &[ArrayRef],
@@ -302,20 +285,13 @@ impl GroupsAccumulator for FixedSumGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         self.totals.resize(total_num_groups, Total::default());
-        let values = float_values(values)?;
-        let data = values.values();
-        match Self::selected(values, opt_filter) {
-            None => {
-                for (group, v) in group_indices.iter().zip(data.iter()) {
-                    self.totals[*group].add(*v);
-                }
-            }
-            Some(keep) => {
-                for row in keep.set_indices() {
-                    self.totals[group_indices[row]].add(data[row]);
-                }
-            }
-        }
+        let totals = &mut self.totals;
+        accumulate(
+            group_indices,
+            float_values(values)?,
+            opt_filter,
+            |group, v| totals[group].add(v),
+        );
         Ok(())
     }
 
