@@ -5,8 +5,13 @@ peak RSS are the process's own. DuckDB does the same work on the same files:
 ingest of the CSV/TSV exports to Parquet (read_csv -> COPY TO, zstd), the heuristic
 attribution models over crmflow's touchpoints/conversions Parquet, and the cohort and
 RFM marts. The report is the ratio crmflow / DuckDB per stage (<= 1.0: crmflow faster).
+
+Runs on one machine vary (DuckDB's heuristic attribution at 1M took 38.9-56.0 s in one
+session), so each compared stage runs `--repeat` times, crmflow and DuckDB interleaved
+(crmflow, DuckDB, crmflow, DuckDB, ...): the table gives each side's median and their
+ratio, the note every pair's ratio, and the JSON every run.
 """
-import argparse, datetime, json, os, platform, shutil, subprocess, sys, tempfile, textwrap
+import argparse, datetime, json, os, platform, shutil, statistics, subprocess, sys, tempfile, textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +43,29 @@ def duck(sql, threads):
     return timed([sys.executable, "-c", code])
 
 
+def interleaved(run_crmflow, run_duckdb, repeat):
+    """Runs crmflow then DuckDB, `repeat` times; each run returns (seconds, peak RSS MiB).
+    Returns the row fields: medians, the worst peak RSS, every run and every pair's ratio."""
+    ours, theirs = [], []
+    for _ in range(repeat):
+        ours.append(run_crmflow())
+        theirs.append(run_duckdb())
+    pairs = [round(c / d, 2) for (c, _), (d, _) in zip(ours, theirs)]
+    return dict(crmflow_s=round(statistics.median(s for s, _ in ours), 2),
+                crmflow_rss_mb=max(mb for _, mb in ours),
+                duckdb_s=round(statistics.median(s for s, _ in theirs), 2),
+                duckdb_rss_mb=max(mb for _, mb in theirs),
+                crmflow_runs=[s for s, _ in ours], duckdb_runs=[s for s, _ in theirs], pair_ratios=pairs)
+
+
+def pairs_note(row):
+    """The note's account of the interleaved runs."""
+    if len(row.get("pair_ratios", [])) < 2:
+        return ""
+    return (f"medians of {len(row['pair_ratios'])} interleaved pairs, pair ratios "
+            + " / ".join(f"{r:.2f}" for r in row["pair_ratios"]) + "; ")
+
+
 def job_file(data, lake, path):
     text = (REPO / "jobs/nightly.toml").read_text()
     text = text.replace("../crmflow-demo/lake", str(lake)).replace("../data/sample", str(data))
@@ -63,7 +91,7 @@ def last_run_record(lake):
     return max(records, key=lambda r: r["started_at"])
 
 
-def bench_scale(crmflow, customers, work, threads):
+def bench_scale(crmflow, customers, work, threads, repeat):
     rows = []
     data, lake = work / f"data-{customers}", work / f"lake-{customers}"
     if not (data / "sample.json").exists():
@@ -92,25 +120,36 @@ def bench_scale(crmflow, customers, work, threads):
         "shopify": (sorted((data / "shopify").glob("*.csv")), "delim=',', ignore_errors=true, strict_mode=false"),
         "messages": (sorted((data / "messages").glob("*.csv")), "delim=',', ignore_errors=true, strict_mode=false"),
     }
-    # One DuckDB process per export, so that each source has its own figure.
-    duck_by_source = {}
-    for name, (files, opts) in csvs.items():
-        sql = (f"COPY (SELECT * FROM read_csv({[str(p) for p in files]}, {opts}, header=true, all_varchar=false)) "
-               f"TO '{out}/{name}.parquet' (FORMAT parquet, COMPRESSION zstd);\nSELECT 1")
-        duck_by_source[name] = duck(sql, threads)[:2]
-    ds = sum(t for t, _ in duck_by_source.values())
-    dmb = max(m for _, m in duck_by_source.values())
+    # One DuckDB process per export, so that each source has its own figure (the median
+    # of its runs); DuckDB's time for the three is their sum.
+    duck_runs = {name: [] for name in csvs}
+
+    def duck_csv():
+        for name, (files, opts) in csvs.items():
+            sql = (f"COPY (SELECT * FROM read_csv({[str(p) for p in files]}, {opts}, header=true, all_varchar=false)) "
+                   f"TO '{out}/{name}.parquet' (FORMAT parquet, COMPRESSION zstd);\nSELECT 1")
+            duck_runs[name].append(duck(sql, threads)[:2])
+        latest = [runs[-1] for runs in duck_runs.values()]
+        return sum(s for s, _ in latest), max(mb for _, mb in latest)
+
     csv_mb = size_mb([p for files, _ in csvs.values() for p in files])
     csv_job = work / f"job-{customers}-csv.toml"
     csv_only_job(job, lake, csv_job)
-    shutil.rmtree(str(lake) + "-csv", ignore_errors=True)
-    cs, cmb, _ = timed([crmflow, "run", str(csv_job), "--as-of", AS_OF, "--stage", "ingest"], env=env)
+
+    def crmflow_csv():
+        shutil.rmtree(str(lake) + "-csv", ignore_errors=True)
+        return timed([crmflow, "run", str(csv_job), "--as-of", AS_OF, "--stage", "ingest"], env=env)[:2]
+
+    csv_row = interleaved(crmflow_csv, duck_csv, repeat)
+    duck_by_source = {name: (statistics.median(s for s, _ in runs), max(mb for _, mb in runs))
+                      for name, runs in duck_runs.items()}
     rows.append(dict(stage="ingest (all 9 sources)", crmflow_s=s, crmflow_rss_mb=mb, rows=n,
                      input_mb=round(mb_in, 1), mb_per_s=round(mb_in / s, 1), rows_per_s=round(n / s),
                      duckdb_s=None, duckdb_rss_mb=None, note="normalise, dedup, cut-off, quarantine, Parquet"))
-    rows.append(dict(stage="ingest CSV/TSV (Metrica, Shopify, messages)", crmflow_s=cs, crmflow_rss_mb=cmb,
-                     input_mb=round(csv_mb, 1), mb_per_s=round(csv_mb / cs, 1), duckdb_s=ds, duckdb_rss_mb=dmb,
-                     note="DuckDB: read_csv -> COPY TO Parquet, no normalisation, dedup, cut-off or quarantine"))
+    rows.append(dict(stage="ingest CSV/TSV (Metrica, Shopify, messages)", **csv_row,
+                     input_mb=round(csv_mb, 1), mb_per_s=round(csv_mb / csv_row["crmflow_s"], 1),
+                     note=pairs_note(csv_row) + "DuckDB: read_csv -> COPY TO Parquet, no normalisation, dedup, "
+                     "cut-off or quarantine"))
     # Each source of the whole ingest (sources run two at a time, one core each); the
     # CSV/TSV ones beside DuckDB converting the same files alone, on every core.
     for src in ingest_record["sources"]:
@@ -122,14 +161,14 @@ def bench_scale(crmflow, customers, work, threads):
                          crmflow_rss_mb=None, rows=src["rows_read"], input_mb=round(src_mb, 1),
                          mb_per_s=round(src_mb / src["seconds"], 1), rows_per_s=round(src["rows_read"] / src["seconds"]),
                          duckdb_s=duck_s, duckdb_rss_mb=duck_mb,
-                         note="within the whole ingest, two sources at a time" + ("; DuckDB alone" if duck_s else "")))
+                         note="within the whole ingest, two sources at a time"
+                         + ("; DuckDB alone (median)" if duck_s else "")))
 
     s, mb, n = stage("models")
     rows.append(dict(stage="models (all 35)", crmflow_s=s, crmflow_rss_mb=mb, rows=n, rows_per_s=round(n / s)))
     # The heuristic models, cohorts and RFM alone in crmflow, then in DuckDB.
     for name, select in [("attribution heuristics", "int_conversion_touches,int_attribution_paths,attribution_credits"),
                          ("cohort_retention + rfm", "int_purchases,cohort_retention,rfm")]:
-        cs, cmb, _ = timed([crmflow, "models", "--job", str(job), "run", "--select", select, "--as-of", AS_OF], env=env)
         marts = lake / "marts"
         if name.startswith("attribution"):
             # The spec's attribution_credits (spec/marts.md): the same twelve columns and
@@ -179,9 +218,12 @@ CREATE TABLE rfm AS SELECT customer_id, r, f, mon,
 COPY cohorts TO '{out}/cohorts.parquet' (FORMAT parquet);
 COPY rfm TO '{out}/rfm.parquet' (FORMAT parquet);
 SELECT count(*) FROM rfm"""
-        ds, dmb, _ = duck(sql, threads)
-        rows.append(dict(stage=name, crmflow_s=cs, crmflow_rss_mb=cmb, duckdb_s=ds, duckdb_rss_mb=dmb,
-                         note="crmflow time includes process start, engine build and data tests"))
+        compared = interleaved(
+            lambda: timed([crmflow, "models", "--job", str(job), "run", "--select", select, "--as-of", AS_OF],
+                          env=env)[:2],
+            lambda: duck(sql, threads)[:2], repeat)
+        rows.append(dict(stage=name, **compared,
+                         note=pairs_note(compared) + "crmflow time includes process start, engine build and data tests"))
     # Issue 5's figure: all seven attribution models (the heuristics and Markov's paths,
     # chain and channel table) from conversions and touchpoints, in one process.
     seven = ("int_conversion_touches,int_attribution_paths,attribution_credits,"
@@ -275,7 +317,8 @@ def markdown(result):
              f"Machine: {result['machine']['cores']} cores, {result['machine']['memory_gib']} GiB, "
              f"{result['machine']['platform']}; crmflow {result['versions']['crmflow']}, "
              f"DataFusion {result['versions']['datafusion']}, DuckDB {result['versions']['duckdb']}; "
-             f"DuckDB threads = {result['duckdb_threads']}.", ""]
+             f"DuckDB threads = {result['duckdb_threads']}. Stages with a DuckDB time: medians of "
+             f"{result.get('repeat', 1)} interleaved runs of each side.", ""]
     for scale in result["scales"]:
         lines += [f"## {scale['customers']:,} customers ({scale['input_mb']} MB of exports)", "",
                   "| stage | crmflow s | crmflow peak RSS MB | DuckDB s | DuckDB peak RSS MB | ratio | rows | rows/s | MB/s | note |",
@@ -295,19 +338,21 @@ def main():
     ap.add_argument("--scales", default="10000,100000")
     ap.add_argument("--work", default=os.path.expanduser("~/.cache/crmflow-bench"))
     ap.add_argument("--out", default=str(REPO / "bench/results"))
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="interleaved crmflow/DuckDB runs of each compared stage (medians reported)")
     a = ap.parse_args()
     import duckdb
     threads = os.cpu_count() or 2
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
     version = subprocess.run([a.crmflow, "--version"], capture_output=True, text=True).stdout.split()[-1]
     mem = int(open("/proc/meminfo").read().split()[1]) / 2**20
-    result = dict(date=datetime.date.today().isoformat(), duckdb_threads=threads,
+    result = dict(date=datetime.date.today().isoformat(), duckdb_threads=threads, repeat=max(1, a.repeat),
                   machine=dict(cores=os.cpu_count(), memory_gib=round(mem, 1), platform=platform.platform()),
                   versions=dict(crmflow=version, datafusion="55.2.0", duckdb=duckdb.__version__),
                   scales=[])
     for n in [int(s) for s in a.scales.split(",")]:
         print(f"== {n} customers", flush=True)
-        result["scales"].append(bench_scale(a.crmflow, n, work, threads))
+        result["scales"].append(bench_scale(a.crmflow, n, work, threads, max(1, a.repeat)))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     # Runs of the same day at other scales are kept: one report per day.
     previous = out / f"{result['date']}.json"

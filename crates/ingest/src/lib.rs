@@ -61,7 +61,8 @@ pub async fn ingest_files(
     let mut staging = Staging::new(format.tables(), cutoff, job.business_tz);
     let input_bytes = files.iter().map(|f| f.size).sum();
     let spill_dir = job.file.engine.spill_dir.as_deref().map(Path::new);
-    let mut spill = Spill::new(&staging.tables, input_bytes, spill_dir)?;
+    let compression = job.file.ingest.spill_compression;
+    let mut spill = Spill::new(&staging.tables, input_bytes, spill_dir, compression)?;
     for file in &files {
         let index = staging.add_file(&file.name, file.size);
         let reader = ChunkReader::new(&file.name, file.stream().await?, source.encoding);

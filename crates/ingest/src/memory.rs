@@ -6,7 +6,7 @@
 
 use arrow::record_batch::RecordBatch;
 use chrono_tz::Tz;
-use crmflow_core::config::{SourceKind, TextEncoding};
+use crmflow_core::config::{SourceKind, SpillCompression, TextEncoding};
 
 use crate::chunks::{Chunk, ChunkReader, stream_of};
 use crate::error::{IngestError, Result};
@@ -44,7 +44,7 @@ pub fn ingest_in_memory(
     rt.block_on(async {
         let mut staging = Staging::new(format.tables(), cutoff, tz);
         let input = spill_buckets.max(1) * crate::spill::BUCKET_INPUT_BYTES;
-        let mut spill = Spill::new(&staging.tables, input, None)?;
+        let mut spill = Spill::new(&staging.tables, input, None, SpillCompression::Lz4)?;
         let mut quarantined = vec![];
         let mut failed = None;
         'files: for (i, bytes) in files.iter().enumerate() {

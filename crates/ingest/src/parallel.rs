@@ -133,7 +133,7 @@ mod tests {
     use super::*;
     use crate::chunks::stream_of;
     use crate::formats::test_support::{MSK, NO_CUTOFF, opts};
-    use crmflow_core::config::TextEncoding;
+    use crmflow_core::config::{SpillCompression, TextEncoding};
 
     /// A Metrica export: `rows` visits, every 7th a repeat of an earlier visit (a
     /// duplicate), every 11th without a visit id (quarantined), over 40 days.
@@ -174,7 +174,8 @@ mod tests {
             let kind = SourceKind::MetricaVisits;
             let mut format = format_for(kind, opts());
             let mut staging = Staging::new(format.tables(), NO_CUTOFF, MSK);
-            let mut spill = Spill::new(&staging.tables, input_bytes, None).expect("spill");
+            let mut spill = Spill::new(&staging.tables, input_bytes, None, SpillCompression::Lz4)
+                .expect("spill");
             for (i, text) in files.iter().enumerate() {
                 let name = format!("file{i}");
                 let file = staging.add_file(&name, text.len() as u64);

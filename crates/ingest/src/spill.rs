@@ -10,8 +10,9 @@
 //!
 //! [`Spill::finish`] reads the key index one bucket at a time and marks every occurrence
 //! of a key but the latest as a loser (one bit per occurrence); the losers' rows are
-//! dropped as the date stores are read for writing. Spill files are LZ4-compressed
-//! Arrow IPC.
+//! dropped as the date stores are read for writing. Spill files are Arrow IPC, LZ4
+//! frames unless `ingest.spill_compression = "none"` (figures at
+//! [`SpillCompression`]).
 //!
 //! The rows bound for the date stores wait in memory until they take
 //! [`DATE_BUFFER_BYTES`], and each store then writes its rows as one batch: a year of
@@ -31,6 +32,7 @@ use arrow::datatypes::{Date32Type, SchemaRef, UInt64Type};
 use arrow::ipc::CompressionType;
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use crmflow_core::config::SpillCompression;
 use crmflow_core::runs::SourceCounts;
 
 use crate::error::{IngestError, Result};
@@ -64,6 +66,7 @@ enum BatchStore {
         path: PathBuf,
         writer: Option<Box<FileWriter<BufWriter<File>>>>,
         batches: usize,
+        compression: Option<CompressionType>,
     },
 }
 
@@ -75,13 +78,14 @@ fn spill_err(path: &Path, e: impl std::fmt::Display) -> IngestError {
 }
 
 impl BatchStore {
-    fn new(dir: Option<&Path>, name: String) -> Self {
+    fn new(dir: Option<&Path>, name: String, compression: Option<CompressionType>) -> Self {
         match dir {
             None => BatchStore::Memory(vec![]),
             Some(d) => BatchStore::Disk {
                 path: d.join(name),
                 writer: None,
                 batches: 0,
+                compression,
             },
         }
     }
@@ -93,11 +97,12 @@ impl BatchStore {
                 path,
                 writer,
                 batches,
+                compression,
             } => {
                 if writer.is_none() {
                     let file = File::create(&*path).map_err(|e| spill_err(path, e))?;
                     let options = IpcWriteOptions::default()
-                        .try_with_compression(Some(CompressionType::LZ4_FRAME))
+                        .try_with_compression(*compression)
                         .map_err(|e| spill_err(path, e))?;
                     *writer = Some(Box::new(
                         FileWriter::try_new_with_options(
@@ -126,6 +131,7 @@ impl BatchStore {
                 path,
                 writer: Some(mut w),
                 batches,
+                ..
             } => {
                 w.finish().map_err(|e| spill_err(&path, e))?;
                 drop(w);
@@ -218,6 +224,8 @@ pub struct Spill {
     buckets: usize,
     /// The temporary folder of the spill files (removed on drop); `None`: in memory.
     dir: Option<tempfile::TempDir>,
+    /// Compression of the spill files.
+    compression: Option<CompressionType>,
 }
 
 struct SpillTable {
@@ -298,8 +306,18 @@ impl Losers {
 impl Spill {
     /// A spill for the tables of a source whose input is `input_bytes` long: in memory
     /// when it fits one bucket, else one bucket per [`BUCKET_INPUT_BYTES`] in a new
-    /// temporary folder under `spill_dir` (the system temp folder when `None`).
-    pub fn new(tables: &[TableStage], input_bytes: u64, spill_dir: Option<&Path>) -> Result<Self> {
+    /// temporary folder under `spill_dir` (the system temp folder when `None`), its files
+    /// compressed as `compression` says.
+    pub fn new(
+        tables: &[TableStage],
+        input_bytes: u64,
+        spill_dir: Option<&Path>,
+        compression: SpillCompression,
+    ) -> Result<Self> {
+        let compression = match compression {
+            SpillCompression::None => None,
+            SpillCompression::Lz4 => Some(CompressionType::LZ4_FRAME),
+        };
         let buckets = input_bytes
             .div_ceil(BUCKET_INPUT_BYTES)
             .clamp(1, MAX_BUCKETS) as usize;
@@ -317,7 +335,8 @@ impl Spill {
         } else {
             None
         };
-        let store = |name: String| BatchStore::new(dir.as_ref().map(|d| d.path()), name);
+        let store =
+            |name: String| BatchStore::new(dir.as_ref().map(|d| d.path()), name, compression);
         let tables = tables
             .iter()
             .map(|t| SpillTable {
@@ -347,6 +366,7 @@ impl Spill {
             quarantine,
             buckets,
             dir,
+            compression,
         })
     }
 
@@ -374,6 +394,7 @@ impl Spill {
     /// routed with one copy (an interleave), without concatenating them first.
     pub fn add_all(&mut self, table: usize, batches: &[RecordBatch]) -> Result<()> {
         let n = self.buckets;
+        let compression = self.compression;
         let dir = self.dir.as_ref().map(|d| d.path().to_path_buf());
         let Some(t) = self.tables.get_mut(table) else {
             return Ok(());
@@ -422,6 +443,7 @@ impl Spill {
                         store: BatchStore::new(
                             dir.as_deref(),
                             format!("{}-date-{slot}.arrow", t.name),
+                            compression,
                         ),
                         held: BTreeMap::new(),
                         waiting: vec![],
@@ -519,6 +541,7 @@ impl Spill {
             quarantine,
             buckets,
             dir,
+            compression,
         } = self;
         let dir_path = dir.as_ref().map(|d| d.path().to_path_buf());
         // Rows dropped per (table, date), to know which dates keep rows.
@@ -601,7 +624,10 @@ impl Spill {
                 }
                 for (table, batches) in loaded.iter().enumerate() {
                     let name = format!("{}-{bucket}-dated.arrow", out[table].name);
-                    out[table].add_by_date(BatchStore::new(dir_path.as_deref(), name), batches)?;
+                    out[table].add_by_date(
+                        BatchStore::new(dir_path.as_deref(), name, compression),
+                        batches,
+                    )?;
                 }
             }
         }
@@ -943,17 +969,20 @@ mod tests {
         rows: &[(i32, Option<&str>, u64, i64)],
         input_bytes: u64,
     ) -> (Vec<(i32, i64)>, SourceCounts, usize) {
-        run_waiting(rows, input_bytes, DATE_BUFFER_BYTES)
+        run_with(rows, input_bytes, DATE_BUFFER_BYTES, SpillCompression::Lz4)
     }
 
-    /// [`run`] with rows waiting for the date stores up to `waiting_limit` bytes.
-    fn run_waiting(
+    /// [`run`] with rows waiting for the date stores up to `waiting_limit` bytes, and
+    /// spill files compressed as `compression` says.
+    fn run_with(
         rows: &[(i32, Option<&str>, u64, i64)],
         input_bytes: u64,
         waiting_limit: u64,
+        compression: SpillCompression,
     ) -> (Vec<(i32, i64)>, SourceCounts, usize) {
         let mut st = stage();
-        let mut spill = Spill::new(std::slice::from_ref(&st), input_bytes, None).unwrap();
+        let mut spill =
+            Spill::new(std::slice::from_ref(&st), input_bytes, None, compression).unwrap();
         spill.waiting_limit = waiting_limit;
         let mut counts = SourceCounts::default();
         for chunk in rows.chunks(3) {
@@ -1048,9 +1077,14 @@ mod tests {
             .map(|r| (r.0, r.3))
             .collect();
         expected.sort_by_key(|(date, _)| *date);
-        // Written on every spill (1 byte), every few spills (64), and at the end.
-        for limit in [1, 64, DATE_BUFFER_BYTES] {
-            let (kept, counts, buckets) = run_waiting(&rows, 5 * BUCKET_INPUT_BYTES, limit);
+        // Written on every spill (1 byte), every few spills (64), and at the end; to
+        // uncompressed and to LZ4 spill files.
+        let settings = [1, 64, DATE_BUFFER_BYTES].into_iter().flat_map(|limit| {
+            [SpillCompression::None, SpillCompression::Lz4].map(|compression| (limit, compression))
+        });
+        for (limit, compression) in settings {
+            let (kept, counts, buckets) =
+                run_with(&rows, 5 * BUCKET_INPUT_BYTES, limit, compression);
             assert_eq!(buckets, 5);
             assert_eq!(kept, expected, "limit {limit}");
             assert_eq!(
