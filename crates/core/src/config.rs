@@ -150,7 +150,7 @@ impl Default for IngestSettings {
         Self {
             max_quarantine_ratio: 0.01,
             parallel_sources: 0,
-            spill_compression: SpillCompression::Lz4,
+            spill_compression: SpillCompression::default(),
         }
     }
 }
@@ -161,10 +161,11 @@ impl Default for IngestSettings {
 /// four interleaved pairs: without, the CPU LZ4 took goes to the kernel copying four
 /// times the bytes. (DataFusion's own spill: `[engine.datafusion]`
 /// `"datafusion.execution.spill_compression"`.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SpillCompression {
     /// LZ4 frames (the default).
+    #[default]
     Lz4,
     /// Uncompressed: less CPU, about four times the disk.
     None,

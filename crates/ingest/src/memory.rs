@@ -44,7 +44,7 @@ pub fn ingest_in_memory(
     rt.block_on(async {
         let mut staging = Staging::new(format.tables(), cutoff, tz);
         let input = spill_buckets.max(1) * crate::spill::BUCKET_INPUT_BYTES;
-        let mut spill = Spill::new(&staging.tables, input, None, SpillCompression::Lz4)?;
+        let mut spill = Spill::new(&staging.tables, input, None, SpillCompression::default())?;
         let mut quarantined = vec![];
         let mut failed = None;
         'files: for (i, bytes) in files.iter().enumerate() {

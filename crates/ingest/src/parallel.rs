@@ -174,8 +174,13 @@ mod tests {
             let kind = SourceKind::MetricaVisits;
             let mut format = format_for(kind, opts());
             let mut staging = Staging::new(format.tables(), NO_CUTOFF, MSK);
-            let mut spill = Spill::new(&staging.tables, input_bytes, None, SpillCompression::Lz4)
-                .expect("spill");
+            let mut spill = Spill::new(
+                &staging.tables,
+                input_bytes,
+                None,
+                SpillCompression::default(),
+            )
+            .expect("spill");
             for (i, text) in files.iter().enumerate() {
                 let name = format!("file{i}");
                 let file = staging.add_file(&name, text.len() as u64);

@@ -969,7 +969,12 @@ mod tests {
         rows: &[(i32, Option<&str>, u64, i64)],
         input_bytes: u64,
     ) -> (Vec<(i32, i64)>, SourceCounts, usize) {
-        run_with(rows, input_bytes, DATE_BUFFER_BYTES, SpillCompression::Lz4)
+        run_with(
+            rows,
+            input_bytes,
+            DATE_BUFFER_BYTES,
+            SpillCompression::default(),
+        )
     }
 
     /// [`run`] with rows waiting for the date stores up to `waiting_limit` bytes, and
