@@ -102,7 +102,11 @@ pub async fn ingest_files(
     spill_staged(&source.name, &mut staging, &mut spill)?;
     let mut counts = std::mem::take(&mut staging.counts);
     let buckets = spill.buckets();
-    let mut dated = spill.finish(&mut counts, &|bucket| format.derive(bucket))?;
+    let mut dated = spill.finish(
+        &mut counts,
+        &|bucket| format.derive(bucket),
+        &staging.file_names,
+    )?;
     tracing::debug!(source = %source.name, buckets, "deduplicated");
     counts.tables = write::write_tables(lake, &source.name, &mut dated).await?;
     write::write_quarantine(lake, &source.name, &as_of.to_string(), &mut dated).await?;
@@ -192,7 +196,7 @@ impl SpillWork {
             .collect();
         // Rows staged in the source's own area (none when parallel chunks were absorbed).
         for (table, stage) in staging.tables.iter_mut().enumerate() {
-            if let Some(batch) = stage.take_batch(&staging.file_names)? {
+            if let Some(batch) = stage.take_batch()? {
                 tables.push((table, vec![batch]));
             }
         }

@@ -77,7 +77,7 @@ pub fn ingest_in_memory(
                 let parsed = format.parse(&chunk, &mut staging);
                 quarantined.append(&mut staging.quarantine);
                 for (t, table) in staging.tables.iter_mut().enumerate() {
-                    if let Some(batch) = table.take_batch(&staging.file_names)? {
+                    if let Some(batch) = table.take_batch()? {
                         spill.add(t, batch)?;
                     }
                 }
@@ -88,7 +88,11 @@ pub fn ingest_in_memory(
             }
         }
         let mut counts = std::mem::take(&mut staging.counts);
-        let mut dated = spill.finish(&mut counts, &|bucket| format.derive(bucket))?;
+        let mut dated = spill.finish(
+            &mut counts,
+            &|bucket| format.derive(bucket),
+            &staging.file_names,
+        )?;
         let mut tables = vec![];
         for (stage, table) in format.tables().iter().zip(&mut dated.tables) {
             let mut parts = vec![];

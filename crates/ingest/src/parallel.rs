@@ -218,7 +218,9 @@ mod tests {
             }
             crate::spill_staged("m", &mut staging, &mut spill).expect("spill");
             let mut counts = std::mem::take(&mut staging.counts);
-            let mut dated = spill.finish(&mut counts, &|_| Ok(vec![])).expect("finish");
+            let mut dated = spill
+                .finish(&mut counts, &|_| Ok(vec![]), &staging.file_names)
+                .expect("finish");
             assert!(counts.balanced());
             let mut out = format!("{counts:?}\n");
             for table in &mut dated.tables {

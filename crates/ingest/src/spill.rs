@@ -27,8 +27,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use arrow::datatypes::{Date32Type, SchemaRef, UInt64Type};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder, UInt32Array};
+use arrow::datatypes::{Date32Type, SchemaRef, UInt32Type, UInt64Type};
 use arrow::ipc::CompressionType;
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
@@ -36,7 +36,7 @@ use crmflow_core::config::SpillCompression;
 use crmflow_core::runs::SourceCounts;
 
 use crate::error::{IngestError, Result};
-use crate::stage::{INTERNAL_COLUMNS, TableStage, staged_schema};
+use crate::stage::{TableStage, with_lineage};
 
 /// Input bytes per bucket: the number of key buckets (of the key index, and of a
 /// grouped table) is the input size over this; the dedup step holds one bucket at a time.
@@ -230,7 +230,8 @@ pub struct Spill {
 
 struct SpillTable {
     name: &'static str,
-    staged_schema: SchemaRef,
+    /// The schema written (with lineage).
+    schema: SchemaRef,
     /// Whether rows of a key collapse to its latest occurrence (else the key only
     /// groups rows in a bucket, for [`crate::formats::Format::derive`]).
     dedup: bool,
@@ -341,7 +342,7 @@ impl Spill {
             .iter()
             .map(|t| SpillTable {
                 name: t.name,
-                staged_schema: staged_schema(t.schema()),
+                schema: with_lineage(t.schema()),
                 dedup: t.dedup,
                 buckets: match t.dedup {
                     true => vec![],
@@ -426,6 +427,23 @@ impl Spill {
                 (target, (index as u32, i as u32))
             }));
         }
+        // A deduplicated table's keys are in the key index: its rows go to the date
+        // stores without them (a Metrica visit id is 19 of about 340 bytes of a visit).
+        let keyless: Vec<RecordBatch>;
+        let batches = match t.dedup {
+            true => {
+                keyless = batches
+                    .iter()
+                    .map(without_keys)
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| IngestError::Write {
+                        table: t.name.to_string(),
+                        message: e.to_string(),
+                    })?;
+                &keyless[..]
+            }
+            false => batches,
+        };
         let parts = match (batches, targets.first()) {
             ([batch], Some((first, _))) if targets.iter().all(|(target, _)| target == first) => {
                 vec![(*first, batch.clone())]
@@ -527,8 +545,14 @@ impl Spill {
     /// bucket of grouped rows (batches per table; it returns `(table, batch)` pairs of
     /// staged batches), and regroups those by business date. Moves the collapsed
     /// duplicates (rows of the first table of earlier occurrences of a key) from
-    /// `counts.rows_loaded` to `counts.duplicates_collapsed`.
-    pub fn finish(mut self, counts: &mut SourceCounts, derive: &Derive<'_>) -> Result<Dated> {
+    /// `counts.rows_loaded` to `counts.duplicates_collapsed`. `file_names` are the
+    /// source's files by index (the staged `_file`), for the `_source_file` written out.
+    pub fn finish(
+        mut self,
+        counts: &mut SourceCounts,
+        derive: &Derive<'_>,
+        file_names: &[String],
+    ) -> Result<Dated> {
         self.flush_index()?;
         self.flush_waiting()?;
         let Spill {
@@ -578,6 +602,7 @@ impl Spill {
             }
         }
         let losers = std::sync::Arc::new(losers);
+        let file_names: std::sync::Arc<[String]> = file_names.into();
         let mut bucket_readers: Vec<Vec<BatchReader>> = Vec::with_capacity(tables.len());
         let mut out: Vec<DatedTable> = Vec::with_capacity(tables.len());
         for (table, t) in tables.into_iter().enumerate() {
@@ -589,9 +614,10 @@ impl Spill {
             );
             let mut dated = DatedTable {
                 name: t.name,
-                staged_schema: t.staged_schema,
+                schema: t.schema,
                 dedup: t.dedup,
                 losers: losers.clone(),
+                file_names: file_names.clone(),
                 dates: BTreeMap::new(),
                 stores: vec![],
             };
@@ -637,6 +663,14 @@ impl Spill {
             _dir: dir,
         })
     }
+}
+
+/// A staged batch with every `_key` NULL.
+fn without_keys(batch: &RecordBatch) -> arrow::error::Result<RecordBatch> {
+    let key = batch.num_columns() - 2;
+    let mut columns = batch.columns().to_vec();
+    columns[key] = arrow::array::new_null_array(columns[key].data_type(), batch.num_rows());
+    RecordBatch::try_new(batch.schema(), columns)
 }
 
 /// The key index entries of the keyed rows of a staged batch of a deduplicated table.
@@ -794,10 +828,13 @@ impl Dated {
 /// One table's deduplicated rows by business date.
 pub struct DatedTable {
     pub name: &'static str,
-    staged_schema: SchemaRef,
+    /// The schema written (with lineage).
+    schema: SchemaRef,
     /// Whether the rows of [`Losers`] are dropped as its date stores are read.
     dedup: bool,
     losers: std::sync::Arc<Losers>,
+    /// The source's files by index, for `_source_file`.
+    file_names: std::sync::Arc<[String]>,
     /// Date32 -> where its rows are.
     dates: BTreeMap<i32, Vec<Part>>,
     stores: Vec<BatchReader>,
@@ -859,7 +896,7 @@ impl DatedTable {
     /// batch by batch, read as they are consumed.
     pub fn parts(&mut self, date: i32) -> DateParts<'_> {
         let parts = self.dates.get(&date).cloned().unwrap_or_default();
-        let keep = (0..self.staged_schema.fields().len() - INTERNAL_COLUMNS).collect();
+        let keep = (0..self.schema.fields().len()).collect();
         DateParts {
             table: self,
             date,
@@ -888,11 +925,24 @@ pub struct DateParts<'a> {
 }
 
 impl DateParts<'_> {
+    /// A staged batch as written: without the internal columns, the file index `_file`
+    /// as the file's path `_source_file`.
     fn finish(&self, batch: RecordBatch) -> Result<RecordBatch> {
-        batch.project(&self.keep).map_err(|e| IngestError::Write {
+        let err = |message: String| IngestError::Write {
             table: self.table.name.to_string(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let mut columns: Vec<ArrayRef> =
+            self.keep.iter().map(|&i| batch.column(i).clone()).collect();
+        let file = self.keep.len() - 2;
+        let indices = columns[file].as_primitive::<UInt32Type>();
+        let mut paths = StringBuilder::with_capacity(indices.len(), 0);
+        for index in indices.values() {
+            let path = self.table.file_names.get(*index as usize);
+            paths.append_value(path.ok_or_else(|| err(format!("no source file {index}")))?);
+        }
+        columns[file] = std::sync::Arc::new(paths.finish());
+        RecordBatch::try_new(self.table.schema.clone(), columns).map_err(|e| err(e.to_string()))
     }
 
     fn of_date(&self, batch: &RecordBatch) -> Result<RecordBatch> {
@@ -998,16 +1048,19 @@ mod tests {
                 counts.rows_read += 1;
                 counts.rows_loaded += 1;
             }
-            let batch = st.take_batch(&["f".to_string()]).unwrap().unwrap();
+            let batch = st.take_batch().unwrap().unwrap();
             spill.add(0, batch).unwrap();
         }
         let buckets = spill.buckets();
-        let mut dated = spill.finish(&mut counts, &|_| Ok(vec![])).unwrap();
+        let files = ["f.csv".to_string()];
+        let mut dated = spill.finish(&mut counts, &|_| Ok(vec![]), &files).unwrap();
         let t = &mut dated.tables[0];
         let mut out = vec![];
         for d in t.dates() {
             for b in t.read(d).unwrap() {
                 assert_eq!(b.num_columns(), 3, "v, _source_file, _source_line");
+                let paths = b.column(1).as_string::<i32>();
+                assert!(paths.iter().all(|p| p == Some("f.csv")), "file 0's path");
                 let v = b.column(0).as_primitive::<arrow::datatypes::Int64Type>();
                 out.extend(v.values().iter().map(|v| (d, *v)));
             }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use arrow::array::AsArray;
 use arrow::array::{
     ArrayBuilder, ArrayRef, BooleanBuilder, Date32Array, Date32Builder, Float64Builder,
-    Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Array,
+    Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt32Array,
+    UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt64Type};
 use arrow::record_batch::RecordBatch;
@@ -43,13 +44,21 @@ pub fn with_lineage(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Internal columns of a staged batch after the lineage ones: the row's business date,
-/// its primary key and the occurrence of that key (the latest occurrence wins).
-pub const INTERNAL_COLUMNS: usize = 3;
-
-/// A canonical schema with lineage and the internal staging columns.
+/// A canonical schema with lineage and the internal staging columns: after the lineage,
+/// the row's business date `_date`, its primary key `_key` and the occurrence of that
+/// key `_occurrence` (the latest occurrence wins). The source file
+/// is staged as its index in [`Staging::file_names`] (`_file`, ahead of
+/// `_source_line`), and written out as the path `_source_file` by
+/// [`crate::spill::DatedTable::parts`]: the path, repeated on every row, was 40% of the
+/// bytes of a staged message event, each copied and compressed through the spill.
 pub fn staged_schema(schema: &SchemaRef) -> SchemaRef {
-    let mut fields: Vec<Arc<Field>> = with_lineage(schema).fields().iter().cloned().collect();
+    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new("_file", DataType::UInt32, false)));
+    fields.push(Arc::new(Field::new(
+        "_source_line",
+        DataType::UInt64,
+        false,
+    )));
     fields.push(Arc::new(Field::new("_date", DataType::Date32, false)));
     fields.push(Arc::new(Field::new("_key", DataType::Utf8, true)));
     fields.push(Arc::new(Field::new("_occurrence", DataType::UInt64, false)));
@@ -190,29 +199,19 @@ impl TableStage {
 
     /// Takes the staged rows as one batch of [`staged_schema`] (lineage and internal
     /// columns included) and empties the stage; `None` when no row is staged.
-    pub fn take_batch(&mut self, file_names: &[String]) -> Result<Option<RecordBatch>> {
+    pub fn take_batch(&mut self) -> Result<Option<RecordBatch>> {
         if self.rows() == 0 {
             return Ok(None);
         }
         let schema = staged_schema(&self.schema);
         let mut arrays: Vec<ArrayRef> = self.cols.iter_mut().map(Col::finish).collect();
-        let mut file_col = StringBuilder::new();
-        for f in &self.files {
-            file_col.append_value(
-                file_names
-                    .get(*f as usize)
-                    .map(String::as_str)
-                    .unwrap_or(""),
-            );
-        }
-        arrays.push(Arc::new(file_col.finish()));
+        arrays.push(Arc::new(UInt32Array::from(std::mem::take(&mut self.files))));
         arrays.push(Arc::new(UInt64Array::from(std::mem::take(&mut self.lines))));
         arrays.push(Arc::new(Date32Array::from(std::mem::take(&mut self.dates))));
         arrays.push(Arc::new(self.keys.finish()));
         arrays.push(Arc::new(UInt64Array::from(std::mem::take(
             &mut self.occurrences,
         ))));
-        self.files.clear();
         RecordBatch::try_new(schema, arrays)
             .map(Some)
             .map_err(|e| IngestError::Write {
@@ -404,7 +403,7 @@ impl Staging {
     pub fn take_batches(&mut self) -> Result<Vec<(usize, RecordBatch)>> {
         let mut out = vec![];
         for (table, stage) in self.tables.iter_mut().enumerate() {
-            if let Some(batch) = stage.take_batch(&self.file_names)? {
+            if let Some(batch) = stage.take_batch()? {
                 out.push((table, batch));
             }
         }

@@ -26,7 +26,9 @@ use foldhash::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType, UInt64Type};
+use arrow::datatypes::{
+    Date32Type, Float64Type, Int64Type, TimestampMicrosecondType, UInt32Type, UInt64Type,
+};
 
 use arrow::datatypes::{DataType, Field, Schema};
 use crmflow_core::normalize::{date, date32, text};
@@ -85,19 +87,20 @@ pub fn sessions_schema() -> Arc<Schema> {
     ]))
 }
 
-/// The order of events in a session: time, then file, then line.
-type Order<'a> = (i64, &'a str, u64);
+/// The order of events in a session: time, then file (its index: files are read in
+/// path order), then line.
+type Order = (i64, u32, u64);
 
 /// A session being built from its events (borrowing the bucket's arrays).
 struct Session<'a> {
     user: &'a str,
     id: i64,
-    first: Order<'a>,
+    first: Order,
     date: i32,
     device: Option<&'a str>,
     city: Option<&'a str>,
-    last_click: Option<(Order<'a>, [Option<&'a str>; 5])>,
-    collected: Option<(Order<'a>, [Option<&'a str>; 5], bool)>,
+    last_click: Option<(Order, [Option<&'a str>; 5])>,
+    collected: Option<(Order, [Option<&'a str>; 5], bool)>,
     purchase_ids: BTreeSet<&'a str>,
     revenue: f64,
     events: i64,
@@ -116,7 +119,7 @@ struct EventColumns<'a> {
     revenue: &'a arrow::array::PrimitiveArray<Float64Type>,
     device: &'a StringArray,
     city: &'a StringArray,
-    file: &'a StringArray,
+    file: &'a arrow::array::PrimitiveArray<UInt32Type>,
     line: &'a arrow::array::PrimitiveArray<UInt64Type>,
     date: &'a arrow::array::PrimitiveArray<Date32Type>,
     key: &'a StringArray,
@@ -157,7 +160,7 @@ impl<'a> EventColumns<'a> {
             revenue: col("purchase_revenue")?.as_primitive(),
             device: text("device_category")?,
             city: text("city")?,
-            file: text("_source_file")?,
+            file: col("_file")?.as_primitive(),
             line: col("_source_line")?.as_primitive(),
             date: col("_date")?.as_primitive(),
             key: text("_key")?,
@@ -506,7 +509,6 @@ impl Format for Ga4 {
         let mut sessions: Vec<Session> = sessions.into_values().collect();
         sessions.sort_by(|a, b| (a.first, a.user, a.id).cmp(&(b.first, b.user, b.id)));
         let mut stage = TableStage::new("ga4_sessions", sessions_schema());
-        let mut files: Vec<String> = vec![];
         for s in sessions {
             let utm: [Option<&str>; 5] = match (s.last_click, s.collected) {
                 (Some((_, lc)), _) => lc,
@@ -519,16 +521,9 @@ impl Format for Ga4 {
                 }
                 (None, None) => [Some("(direct)"), Some("(none)"), None, None, None],
             };
-            let file = match files.iter().position(|f| f == s.first.1) {
-                Some(f) => f,
-                None => {
-                    files.push(s.first.1.to_string());
-                    files.len() - 1
-                }
-            };
             let ids: Vec<String> = s.purchase_ids.iter().map(|t| t.to_string()).collect();
             stage
-                .row(s.date, file as u32, s.first.2, None)
+                .row(s.date, s.first.1, s.first.2, None)
                 .str(Some(s.user))
                 .i64(Some(s.id))
                 .ts(Some(s.first.0))
@@ -545,7 +540,7 @@ impl Format for Ga4 {
                 .end();
         }
         Ok(stage
-            .take_batch(&files)?
+            .take_batch()?
             .map(|batch| vec![(1, batch)])
             .unwrap_or_default())
     }
