@@ -156,18 +156,19 @@ impl Default for IngestSettings {
 }
 
 /// `ingest.spill_compression`: how the ingest spill's files are compressed. At 1M
-/// customers the CSV/TSV sources spilled 3.0 GB with LZ4 and 11.1 GB without, and took
-/// 61.0-70.8 s (median 64.6) with LZ4 against 58.3-62.1 s (median 60.0) without, in
-/// four interleaved pairs: without, the CPU LZ4 took goes to the kernel copying four
-/// times the bytes. (DataFusion's own spill: `[engine.datafusion]`
+/// customers the CSV/TSV sources held at most 2.3 GB of spill at once with LZ4 and
+/// 7.6 GB without, and took 58.0 and 58.0 s with LZ4 against 59.1 and 55.9 s without
+/// (two interleaved pairs; user CPU 93-94 s against 81-82 s, system 7-8 s against
+/// 15-20 s): without, much of the CPU LZ4 took goes to the kernel copying three times
+/// the bytes. (DataFusion's own spill: `[engine.datafusion]`
 /// `"datafusion.execution.spill_compression"`.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SpillCompression {
-    /// LZ4 frames (the default).
+    /// LZ4, one block per spilled batch (the default).
     #[default]
     Lz4,
-    /// Uncompressed: less CPU, about four times the disk.
+    /// Uncompressed: less CPU, about three times the disk.
     None,
 }
 

@@ -15,6 +15,7 @@ pub mod inputs;
 pub mod memory;
 pub mod parallel;
 pub mod spill;
+pub mod spill_file;
 pub mod stage;
 pub mod text;
 pub mod write;

@@ -52,7 +52,7 @@ pub async fn parse_file_parallel(
     let name = staging.file_name(file);
     let mut in_flight: VecDeque<tokio::task::JoinHandle<Result<Parsed>>> = VecDeque::new();
     let mut gathered: Vec<Vec<RecordBatch>> = vec![vec![]; staging.tables.len()];
-    let mut spilling = Spilling::Idle(spill);
+    let mut spilling = Spilling::Idle(Box::new(spill));
     let mut eof = false;
     loop {
         while !eof && in_flight.len() < workers.max(1) {
@@ -112,7 +112,7 @@ fn thread_failed(file: &str, what: &str, e: tokio::task::JoinError) -> IngestErr
 
 /// The spill, idle in this task or being written to by the spilling thread.
 enum Spilling {
-    Idle(Spill),
+    Idle(Box<Spill>),
     Running(tokio::task::JoinHandle<Result<Spill>>),
 }
 
@@ -120,7 +120,7 @@ impl Spilling {
     /// The spill, once the running spill (if any) is done.
     async fn wait(self, file: &str) -> Result<Spill> {
         match self {
-            Spilling::Idle(spill) => Ok(spill),
+            Spilling::Idle(spill) => Ok(*spill),
             Spilling::Running(handle) => handle
                 .await
                 .map_err(|e| thread_failed(file, "spilling", e))?,

@@ -1,6 +1,6 @@
 //! The external staging of one source, which keeps memory bounded whatever the input
 //! size. After every chunk the staged rows are spilled (kept in memory for a small
-//! source, Arrow IPC files in a temporary folder otherwise):
+//! source, spill files in a temporary folder otherwise, [`crate::spill_file`]):
 //!
 //! - rows of a deduplicated table go to stores by business date (`date % DATE_STORES`),
 //!   so each row is written to disk and read back once; the key of every keyed row, with
@@ -10,9 +10,9 @@
 //!
 //! [`Spill::finish`] reads the key index one bucket at a time and marks every occurrence
 //! of a key but the latest as a loser (one bit per occurrence); the losers' rows are
-//! dropped as the date stores are read for writing. Spill files are Arrow IPC, LZ4
-//! frames unless `ingest.spill_compression = "none"` (figures at
-//! [`SpillCompression`]).
+//! dropped as the date stores are read for writing. A spill file's batches are Arrow
+//! IPC messages, one LZ4 block each unless `ingest.spill_compression = "none"`
+//! (figures at [`SpillCompression`]).
 //!
 //! The rows bound for the date stores wait in memory until they take
 //! [`DATE_BUFFER_BYTES`], and each store then writes its rows as one batch: a year of
@@ -23,19 +23,15 @@
 use std::collections::BTreeMap;
 
 use foldhash::HashMap;
-use std::fs::File;
-use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder, UInt32Array};
 use arrow::datatypes::{Date32Type, SchemaRef, UInt32Type, UInt64Type};
-use arrow::ipc::CompressionType;
-use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 use crmflow_core::config::SpillCompression;
 use crmflow_core::runs::SourceCounts;
 
 use crate::error::{IngestError, Result};
+use crate::spill_file::{SpillReader, SpillWriter};
 use crate::stage::{TableStage, with_lineage};
 
 /// Input bytes per bucket: the number of key buckets (of the key index, and of a
@@ -58,15 +54,14 @@ const INDEX_BATCH_ROWS: usize = 256 * 1024;
 /// At most this many buckets (open spill files per table).
 const MAX_BUCKETS: u64 = 512;
 
-/// Record batches appended, then read back by index: in memory, or in an Arrow IPC
-/// file (created on the first batch).
+/// Record batches appended, then read back by index: in memory, or in a spill file
+/// ([`crate::spill_file`], created on the first batch).
 enum BatchStore {
     Memory(Vec<RecordBatch>),
     Disk {
         path: PathBuf,
-        writer: Option<Box<FileWriter<BufWriter<File>>>>,
-        batches: usize,
-        compression: Option<CompressionType>,
+        writer: Option<SpillWriter>,
+        compress: bool,
     },
 }
 
@@ -78,15 +73,22 @@ fn spill_err(path: &Path, e: impl std::fmt::Display) -> IngestError {
 }
 
 impl BatchStore {
-    fn new(dir: Option<&Path>, name: String, compression: Option<CompressionType>) -> Self {
+    fn new(dir: Option<&Path>, name: String, compress: bool) -> Self {
         match dir {
             None => BatchStore::Memory(vec![]),
             Some(d) => BatchStore::Disk {
                 path: d.join(name),
                 writer: None,
-                batches: 0,
-                compression,
+                compress,
             },
+        }
+    }
+
+    /// The number of batches pushed.
+    fn len(&self) -> usize {
+        match self {
+            BatchStore::Memory(v) => v.len(),
+            BatchStore::Disk { writer, .. } => writer.as_ref().map_or(0, SpillWriter::batches),
         }
     }
 
@@ -96,27 +98,16 @@ impl BatchStore {
             BatchStore::Disk {
                 path,
                 writer,
-                batches,
-                compression,
+                compress,
             } => {
-                if writer.is_none() {
-                    let file = File::create(&*path).map_err(|e| spill_err(path, e))?;
-                    let options = IpcWriteOptions::default()
-                        .try_with_compression(*compression)
-                        .map_err(|e| spill_err(path, e))?;
-                    *writer = Some(Box::new(
-                        FileWriter::try_new_with_options(
-                            BufWriter::with_capacity(FILE_BUFFER, file),
-                            &batch.schema(),
-                            options,
-                        )
-                        .map_err(|e| spill_err(path, e))?,
-                    ));
-                }
-                if let Some(w) = writer {
-                    w.write(&batch).map_err(|e| spill_err(path, e))?;
-                }
-                *batches += 1;
+                let w = match writer {
+                    Some(w) => w,
+                    None => writer.insert(
+                        SpillWriter::create(path, batch.schema(), *compress, FILE_BUFFER)
+                            .map_err(|e| spill_err(path, e))?,
+                    ),
+                };
+                w.write(&batch).map_err(|e| spill_err(path, e))?;
             }
         }
         Ok(())
@@ -129,38 +120,26 @@ impl BatchStore {
             BatchStore::Disk { writer: None, .. } => Ok(BatchReader::Memory(vec![])),
             BatchStore::Disk {
                 path,
-                writer: Some(mut w),
-                batches,
+                writer: Some(w),
                 ..
-            } => {
-                w.finish().map_err(|e| spill_err(&path, e))?;
-                drop(w);
-                Ok(BatchReader::Disk {
-                    path,
-                    batches,
-                    reader: None,
-                })
-            }
+            } => Ok(BatchReader::Disk(
+                w.finish().map_err(|e| spill_err(&path, e))?,
+            )),
         }
     }
 }
 
-/// The read side of a [`BatchStore`]; a file is opened on the first read and stays
-/// open until [`BatchReader::close`].
+/// The read side of a [`BatchStore`].
 enum BatchReader {
     Memory(Vec<RecordBatch>),
-    Disk {
-        path: PathBuf,
-        batches: usize,
-        reader: Option<Box<FileReader<BufReader<File>>>>,
-    },
+    Disk(SpillReader),
 }
 
 impl BatchReader {
     fn len(&self) -> usize {
         match self {
             BatchReader::Memory(v) => v.len(),
-            BatchReader::Disk { batches, .. } => *batches,
+            BatchReader::Disk(r) => r.batches(),
         }
     }
 
@@ -170,23 +149,7 @@ impl BatchReader {
                 table: "spill".into(),
                 message: format!("no batch {index}"),
             }),
-            BatchReader::Disk { path, reader, .. } => {
-                if reader.is_none() {
-                    let file = File::open(&*path).map_err(|e| spill_err(path, e))?;
-                    let opened =
-                        FileReader::try_new(BufReader::with_capacity(FILE_BUFFER, file), None)
-                            .map_err(|e| spill_err(path, e))?;
-                    *reader = Some(Box::new(opened));
-                }
-                let Some(r) = reader else {
-                    return Err(spill_err(path, "not open"));
-                };
-                r.set_index(index).map_err(|e| spill_err(path, e))?;
-                match r.next() {
-                    Some(b) => b.map_err(|e| spill_err(path, e)),
-                    None => Err(spill_err(path, format!("no batch {index}"))),
-                }
-            }
+            BatchReader::Disk(r) => r.get(index).map_err(|e| spill_err(r.path(), e)),
         }
     }
 
@@ -198,8 +161,8 @@ impl BatchReader {
 
     /// Closes the file (it reopens on the next read).
     fn close(&mut self) {
-        if let BatchReader::Disk { reader, .. } = self {
-            *reader = None;
+        if let BatchReader::Disk(r) = self {
+            r.close();
         }
     }
 }
@@ -225,7 +188,7 @@ pub struct Spill {
     /// The temporary folder of the spill files (removed on drop); `None`: in memory.
     dir: Option<tempfile::TempDir>,
     /// Compression of the spill files.
-    compression: Option<CompressionType>,
+    compress: bool,
 }
 
 struct SpillTable {
@@ -315,10 +278,7 @@ impl Spill {
         spill_dir: Option<&Path>,
         compression: SpillCompression,
     ) -> Result<Self> {
-        let compression = match compression {
-            SpillCompression::None => None,
-            SpillCompression::Lz4 => Some(CompressionType::LZ4_FRAME),
-        };
+        let compress = compression == SpillCompression::Lz4;
         let buckets = input_bytes
             .div_ceil(BUCKET_INPUT_BYTES)
             .clamp(1, MAX_BUCKETS) as usize;
@@ -336,8 +296,7 @@ impl Spill {
         } else {
             None
         };
-        let store =
-            |name: String| BatchStore::new(dir.as_ref().map(|d| d.path()), name, compression);
+        let store = |name: String| BatchStore::new(dir.as_ref().map(|d| d.path()), name, compress);
         let tables = tables
             .iter()
             .map(|t| SpillTable {
@@ -347,16 +306,16 @@ impl Spill {
                 buckets: match t.dedup {
                     true => vec![],
                     false => (0..buckets)
-                        .map(|b| store(format!("{}-{b}.arrow", t.name)))
+                        .map(|b| store(format!("{}-{b}.spill", t.name)))
                         .collect(),
                 },
                 by_date: BTreeMap::new(),
             })
             .collect();
         let index = (0..buckets)
-            .map(|b| store(format!("index-{b}.arrow")))
+            .map(|b| store(format!("index-{b}.spill")))
             .collect();
-        let quarantine = store("quarantine.arrow".to_string());
+        let quarantine = store("quarantine.spill".to_string());
         Ok(Spill {
             tables,
             index,
@@ -367,7 +326,7 @@ impl Spill {
             quarantine,
             buckets,
             dir,
-            compression,
+            compress,
         })
     }
 
@@ -395,7 +354,7 @@ impl Spill {
     /// routed with one copy (an interleave), without concatenating them first.
     pub fn add_all(&mut self, table: usize, batches: &[RecordBatch]) -> Result<()> {
         let n = self.buckets;
-        let compression = self.compression;
+        let compress = self.compress;
         let dir = self.dir.as_ref().map(|d| d.path().to_path_buf());
         let Some(t) = self.tables.get_mut(table) else {
             return Ok(());
@@ -460,8 +419,8 @@ impl Spill {
                     let to = t.by_date.entry(slot).or_insert_with(|| DateStore {
                         store: BatchStore::new(
                             dir.as_deref(),
-                            format!("{}-date-{slot}.arrow", t.name),
-                            compression,
+                            format!("{}-date-{slot}.spill", t.name),
+                            compress,
                         ),
                         held: BTreeMap::new(),
                         waiting: vec![],
@@ -565,7 +524,7 @@ impl Spill {
             quarantine,
             buckets,
             dir,
-            compression,
+            compress,
         } = self;
         let dir_path = dir.as_ref().map(|d| d.path().to_path_buf());
         // Rows dropped per (table, date), to know which dates keep rows.
@@ -649,9 +608,9 @@ impl Spill {
                     }
                 }
                 for (table, batches) in loaded.iter().enumerate() {
-                    let name = format!("{}-{bucket}-dated.arrow", out[table].name);
+                    let name = format!("{}-{bucket}-dated.spill", out[table].name);
                     out[table].add_by_date(
-                        BatchStore::new(dir_path.as_deref(), name, compression),
+                        BatchStore::new(dir_path.as_deref(), name, compress),
                         batches,
                     )?;
                 }
@@ -873,10 +832,7 @@ impl DatedTable {
         for (date, rows) in runs(order.iter().map(|((date, _), _)| *date)) {
             let part = sorted.slice(start, rows);
             start += rows;
-            let index = match &store {
-                BatchStore::Memory(v) => v.len(),
-                BatchStore::Disk { batches, .. } => *batches,
-            };
+            let index = store.len();
             self.dates
                 .entry(date)
                 .or_default()
