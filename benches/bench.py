@@ -44,12 +44,18 @@ def duck(sql, threads):
 
 
 def interleaved(run_crmflow, run_duckdb, repeat):
-    """Runs crmflow then DuckDB, `repeat` times; each run returns (seconds, peak RSS MiB).
-    Returns the row fields: medians, the worst peak RSS, every run and every pair's ratio."""
+    """Runs crmflow and DuckDB `repeat` times, the one first, then the other, in turn
+    (crmflow first in pairs 1, 3, ...), so that neither side always has the warmer page
+    cache; each run returns (seconds, peak RSS MiB). Returns the row fields: medians, the
+    worst peak RSS, every run and every pair's ratio."""
     ours, theirs = [], []
-    for _ in range(repeat):
-        ours.append(run_crmflow())
-        theirs.append(run_duckdb())
+    for i in range(repeat):
+        if i % 2 == 0:
+            ours.append(run_crmflow())
+            theirs.append(run_duckdb())
+        else:
+            theirs.append(run_duckdb())
+            ours.append(run_crmflow())
     pairs = [round(c / d, 2) for (c, _), (d, _) in zip(ours, theirs)]
     return dict(crmflow_s=round(statistics.median(s for s, _ in ours), 2),
                 crmflow_rss_mb=max(mb for _, mb in ours),
