@@ -852,14 +852,12 @@ impl DatedTable {
     /// batch by batch, read as they are consumed.
     pub fn parts(&mut self, date: i32) -> DateParts<'_> {
         let parts = self.dates.get(&date).cloned().unwrap_or_default();
-        let keep = (0..self.schema.fields().len()).collect();
         DateParts {
             table: self,
             date,
             parts,
             next: 0,
             batch: 0,
-            keep,
         }
     }
 
@@ -877,7 +875,6 @@ pub struct DateParts<'a> {
     next: usize,
     /// The next batch of a `Part::Filter` store.
     batch: usize,
-    keep: Vec<usize>,
 }
 
 impl DateParts<'_> {
@@ -888,9 +885,10 @@ impl DateParts<'_> {
             table: self.table.name.to_string(),
             message,
         };
-        let mut columns: Vec<ArrayRef> =
-            self.keep.iter().map(|&i| batch.column(i).clone()).collect();
-        let file = self.keep.len() - 2;
+        // The written schema's columns lead the staged ones: lineage last, `_file` first.
+        let written = self.table.schema.fields().len();
+        let mut columns: Vec<ArrayRef> = batch.columns()[..written].to_vec();
+        let file = written - 2;
         let indices = columns[file].as_primitive::<UInt32Type>();
         let mut paths = StringBuilder::with_capacity(indices.len(), 0);
         for index in indices.values() {

@@ -34,34 +34,41 @@ pub fn f64_list_type() -> DataType {
 
 /// A canonical schema with the lineage columns every raw table carries.
 pub fn with_lineage(schema: &SchemaRef) -> SchemaRef {
-    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new("_source_file", DataType::Utf8, false)));
-    fields.push(Arc::new(Field::new(
-        "_source_line",
-        DataType::UInt64,
-        false,
-    )));
-    Arc::new(Schema::new(fields))
+    extended(
+        schema,
+        &[
+            ("_source_file", DataType::Utf8, false),
+            ("_source_line", DataType::UInt64, false),
+        ],
+    )
 }
 
 /// A canonical schema with lineage and the internal staging columns: after the lineage,
 /// the row's business date `_date`, its primary key `_key` and the occurrence of that
-/// key `_occurrence` (the latest occurrence wins). The source file
-/// is staged as its index in [`Staging::file_names`] (`_file`, ahead of
-/// `_source_line`), and written out as the path `_source_file` by
-/// [`crate::spill::DatedTable::parts`]: the path, repeated on every row, was 40% of the
-/// bytes of a staged message event, each copied and compressed through the spill.
+/// key `_occurrence` (the latest occurrence wins). The source file is staged as its
+/// index in [`Staging::file_names`] (`_file`, ahead of `_source_line`), and written out
+/// as the path `_source_file` by [`crate::spill::DatedTable::parts`]: the path,
+/// repeated on every row, was 40% of the bytes of a staged message event, each copied
+/// and compressed through the spill.
 pub fn staged_schema(schema: &SchemaRef) -> SchemaRef {
+    extended(
+        schema,
+        &[
+            ("_file", DataType::UInt32, false),
+            ("_source_line", DataType::UInt64, false),
+            ("_date", DataType::Date32, false),
+            ("_key", DataType::Utf8, true),
+            ("_occurrence", DataType::UInt64, false),
+        ],
+    )
+}
+
+/// `schema` with the columns `(name, type, nullable)` appended.
+fn extended(schema: &SchemaRef, columns: &[(&str, DataType, bool)]) -> SchemaRef {
     let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new("_file", DataType::UInt32, false)));
-    fields.push(Arc::new(Field::new(
-        "_source_line",
-        DataType::UInt64,
-        false,
-    )));
-    fields.push(Arc::new(Field::new("_date", DataType::Date32, false)));
-    fields.push(Arc::new(Field::new("_key", DataType::Utf8, true)));
-    fields.push(Arc::new(Field::new("_occurrence", DataType::UInt64, false)));
+    for (name, data_type, nullable) in columns {
+        fields.push(Arc::new(Field::new(*name, data_type.clone(), *nullable)));
+    }
     Arc::new(Schema::new(fields))
 }
 
