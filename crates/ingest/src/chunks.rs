@@ -30,11 +30,14 @@ pub enum Framing {
     /// One record per line (NDJSON).
     Lines,
     /// Delimited text: `skip_lines` title lines, the header, then records, quoted as
-    /// in CSV when `quoting`.
+    /// in CSV when `quoting`. With `group_by`, consecutive records with the same value
+    /// in that column stay in one chunk (a Shopify order's line items), so that chunks
+    /// parse independently; a group longer than 64 MiB is cut at a record end anyway.
     Delimited {
         delimiter: Option<u8>,
         quoting: bool,
         skip_lines: usize,
+        group_by: Option<&'static str>,
     },
 }
 
@@ -93,6 +96,8 @@ pub struct ChunkReader {
     framing: Option<Framing>,
     /// Delimiter used to find record ends of quoted delimited files.
     delimiter: u8,
+    /// Position of the `group_by` column of delimited framing, found in the header.
+    group_col: Option<usize>,
     pending: Vec<u8>,
     eof: bool,
     /// Header text repeated in front of every chunk but the first, and its line count.
@@ -129,6 +134,7 @@ impl ChunkReader {
             decoding: None,
             framing: None,
             delimiter: b',',
+            group_col: None,
             pending: vec![],
             eof: false,
             prefix: String::new(),
@@ -185,11 +191,20 @@ impl ChunkReader {
             if let Framing::Delimited {
                 delimiter,
                 skip_lines,
-                ..
+                quoting,
+                group_by,
             } = &chosen
             {
                 let header_line = head.split('\n').nth(*skip_lines).unwrap_or("");
                 self.delimiter = delimiter.unwrap_or_else(|| detect_delimiter(header_line));
+                self.group_col = group_by.and_then(|name| {
+                    let header = format!("{header_line}\n");
+                    (0..)
+                        .map_while(|col| {
+                            field_value(header.as_bytes(), col, self.delimiter, *quoting)
+                        })
+                        .position(|value| value == name.as_bytes())
+                });
             }
             self.framing = Some(chosen);
         }
@@ -230,8 +245,13 @@ impl ChunkReader {
                 break self.pending.len();
             }
             let scan = &self.pending[header_len..window.min(self.pending.len())];
-            let found = match &self.framing {
-                Some(Framing::Delimited { quoting: true, .. }) => {
+            let found = match (&self.framing, self.group_col) {
+                (Some(Framing::Delimited { quoting, .. }), Some(col))
+                    if window < MAX_RECORD_BYTES =>
+                {
+                    last_group_start(scan, self.delimiter, *quoting, col)
+                }
+                (Some(Framing::Delimited { quoting: true, .. }), _) => {
                     last_record_end(scan, self.delimiter)
                 }
                 _ => memrchr_newline(scan),
@@ -505,14 +525,21 @@ fn step(state: State, b: u8, delimiter: u8) -> (State, bool) {
 /// opens a quoted field only at a field's start; `""` inside one is an escaped quote).
 fn last_record_end(bytes: &[u8], delimiter: u8) -> Option<usize> {
     let mut last = None;
+    each_record_end(bytes, delimiter, |end| last = Some(end));
+    last
+}
+
+/// Calls `found` with the position after every record end (`\n` outside quotes) of
+/// quoted delimited bytes that start on a record boundary ([`last_record_end`]).
+fn each_record_end(bytes: &[u8], delimiter: u8, mut found: impl FnMut(usize)) {
     let mut at = 0;
     while at < bytes.len() {
-        let Some(found) = memchr::memchr2(b'"', b'\n', &bytes[at..]) else {
+        let Some(next) = memchr::memchr2(b'"', b'\n', &bytes[at..]) else {
             break;
         };
-        let p = at + found;
+        let p = at + next;
         if bytes[p] == b'\n' {
-            last = Some(p + 1);
+            found(p + 1);
             at = p + 1;
             continue;
         }
@@ -524,7 +551,7 @@ fn last_record_end(bytes: &[u8], delimiter: u8) -> Option<usize> {
         // Inside a quoted field until a quote not followed by another quote.
         loop {
             let Some(q) = memchr::memchr(b'"', &bytes[at..]) else {
-                return last; // the field runs past the end: no record end after it
+                return; // the field runs past the end: no record end after it
             };
             let q = at + q;
             if bytes.get(q + 1) == Some(&b'"') {
@@ -535,7 +562,69 @@ fn last_record_end(bytes: &[u8], delimiter: u8) -> Option<usize> {
             }
         }
     }
-    last
+}
+
+/// The start of the last record of delimited bytes (starting on a record boundary)
+/// whose `col` value differs from the record before it, among the whole records: the
+/// cut that keeps groups of records together ([`Framing::Delimited`]'s `group_by`).
+fn last_group_start(bytes: &[u8], delimiter: u8, quoting: bool, col: usize) -> Option<usize> {
+    let mut ends = vec![];
+    match quoting {
+        true => each_record_end(bytes, delimiter, |end| ends.push(end)),
+        false => ends.extend(memchr::memchr_iter(b'\n', bytes).map(|p| p + 1)),
+    }
+    let start = |k: usize| if k == 0 { 0 } else { ends[k - 1] };
+    let value = |k: usize| field_value(&bytes[start(k)..ends[k]], col, delimiter, quoting);
+    let mut later = None;
+    for k in (1..ends.len()).rev() {
+        let this = later.take().unwrap_or_else(|| value(k));
+        let before = value(k - 1);
+        if this != before {
+            return Some(start(k));
+        }
+        later = Some(before);
+    }
+    None
+}
+
+/// The value of field `col` of the record at the start of `record` as the parser
+/// reads it (quotes removed, `""` unescaped, ASCII blanks trimmed), or `None` when the
+/// record ends first.
+fn field_value(record: &[u8], col: usize, delimiter: u8, quoting: bool) -> Option<Vec<u8>> {
+    let mut state = State::FieldStart;
+    let mut field = 0;
+    let mut value = vec![];
+    for &b in record {
+        let (next, ends) = match quoting {
+            true => step(state, b, delimiter),
+            false => match b {
+                b'\n' => (State::FieldStart, true),
+                d if d == delimiter => (State::FieldStart, false),
+                _ => (State::Unquoted, false),
+            },
+        };
+        let separator = matches!(next, State::FieldStart);
+        if field == col {
+            if separator {
+                return Some(value.trim_ascii().to_vec());
+            }
+            let quote_mark = matches!(
+                (state, next),
+                (State::FieldStart, State::Quoted) | (State::Quoted, State::QuoteInQuoted)
+            );
+            if !quote_mark {
+                value.push(b);
+            }
+        }
+        if ends {
+            return None;
+        }
+        if separator {
+            field += 1;
+        }
+        state = next;
+    }
+    None
 }
 
 /// The length of the title lines and the header record at the start of a file, or
@@ -671,6 +760,7 @@ mod tests {
             delimiter: None,
             quoting: true,
             skip_lines: 1,
+            group_by: None,
         };
         for size in [1, 5, 12, 100] {
             for piece in [1, 3, 1000] {
@@ -703,6 +793,68 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn grouped_chunks_keep_each_group_whole() {
+        // Groups by `name` (the second column): quoted, escaped, padded, multi-line.
+        let text = "id,name,v\n1,a,x\n2, a ,\"y\nz\"\n3,\"b,\"\"q\"\"\",w\n4,\"b,\"\"q\"\"\",\n5,c,\r\n6,d,u\n7,d,\"\"\n8,e,t";
+        let framing = Framing::Delimited {
+            delimiter: None,
+            quoting: true,
+            skip_lines: 0,
+            group_by: Some("name"),
+        };
+        for size in [1, 7, 20, 100] {
+            for piece in [1, 4, 1000] {
+                let mut groups: Vec<Vec<String>> = vec![];
+                let mut ids = vec![];
+                for c in chunks(text.as_bytes(), framing.clone(), size, piece) {
+                    let opts = crate::text::DelimitedOptions {
+                        delimiter: None,
+                        quoting: true,
+                        skip_lines: 0,
+                    };
+                    let mut d = crate::text::Delimited::open(&c.text, opts).expect("header");
+                    let mut names = vec![];
+                    while let Some(r) = d.next_record() {
+                        let r = r.expect("record");
+                        ids.push(r.field(0).unwrap_or("").to_string());
+                        names.push(r.field(1).unwrap_or("").trim().to_string());
+                    }
+                    groups.push(names);
+                }
+                assert_eq!(ids, ["1", "2", "3", "4", "5", "6", "7", "8"], "size {size}");
+                for pair in groups.windows(2) {
+                    assert_ne!(
+                        pair[0].last(),
+                        pair[1].first(),
+                        "size {size}, piece {piece}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn field_values_read_as_the_parser_reads_them() {
+        let value = |record: &str, col| {
+            field_value(record.as_bytes(), col, b',', true)
+                .map(|v| String::from_utf8(v).expect("utf8"))
+        };
+        assert_eq!(value("a, b ,c\n", 1).as_deref(), Some("b"));
+        assert_eq!(
+            value("a,\"x,\"\"y\"\"\nz\",c\n", 1).as_deref(),
+            Some("x,\"y\"\nz")
+        );
+        assert_eq!(value("a,b\r\n", 1).as_deref(), Some("b"));
+        assert_eq!(value("a,b\n", 2), None);
+        assert_eq!(value("a,\"\"\n", 1).as_deref(), Some(""));
+        // Unquoted (TSV): a quote is text.
+        assert_eq!(
+            field_value(b"a\t\"b\tc\n", 1, b'\t', false),
+            Some(b"\"b".to_vec())
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! crmflow-ingest: vendor exports -> canonical Parquet tables in the lake.
 //!
 //! For one source: list its files ([`inputs`]), read each as chunks of whole records
-//! ([`chunks`]), parse the chunks with the source kind's format ([`formats`]), on every
-//! core where the format allows ([`parallel`]), into a staging area that applies the
+//! ([`chunks`]), parse the chunks with the source kind's format ([`formats`]) on every
+//! core ([`parallel`]), into a staging area that applies the
 //! cut-off and quarantines bad rows ([`stage`]), spill the staged rows by business date
 //! with a key index that is deduplicated one bucket at a time ([`spill`]), and write one
 //! Parquet object per table and business date, plus the quarantine ([`write`]). Memory
@@ -57,7 +57,7 @@ pub async fn ingest_files(
         delimiter: source.delimiter.and_then(|c| u8::try_from(c).ok()),
         cost_in_micros: source.cost_in_micros.unwrap_or(true),
     };
-    let mut format = format_for(source.kind, opts);
+    let format = format_for(source.kind, opts);
     let cutoff = end_of_day_micros(as_of, job.business_tz);
     let mut staging = Staging::new(format.tables(), cutoff, job.business_tz);
     let input_bytes = files.iter().map(|f| f.size).sum();
@@ -67,37 +67,15 @@ pub async fn ingest_files(
     for file in &files {
         let index = staging.add_file(&file.name, file.size);
         let reader = ChunkReader::new(&file.name, file.stream().await?, source.encoding);
-        match format.carries_state() {
-            true => {
-                parse_file(
-                    format.as_mut(),
-                    reader,
-                    index,
-                    &source.name,
-                    &mut staging,
-                    &mut spill,
-                )
-                .await?
-            }
-            false => {
-                let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let how = parallel::ParallelParse {
-                    kind: source.kind,
-                    opts,
-                    workers,
-                    spill_every: BACKGROUND_STAGED_INPUT_BYTES,
-                };
-                spill = parallel::parse_file_parallel(
-                    how,
-                    reader,
-                    index,
-                    &source.name,
-                    &mut staging,
-                    spill,
-                )
-                .await?
-            }
-        }
+        let how = parallel::ParallelParse {
+            kind: source.kind,
+            opts,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            spill_every: BACKGROUND_STAGED_INPUT_BYTES,
+        };
+        spill =
+            parallel::parse_file_parallel(how, reader, index, &source.name, &mut staging, spill)
+                .await?;
         tracing::debug!(source = %source.name, file = %file.name, rows = staging.counts.rows_read, "parsed");
     }
     spill_staged(&source.name, &mut staging, &mut spill)?;
@@ -139,8 +117,9 @@ pub(crate) const STAGED_INPUT_BYTES: usize = 32 << 20;
 /// 501-526 MB with 8 MiB, 44.5 s and 455 MB with 4 MiB.
 pub(crate) const BACKGROUND_STAGED_INPUT_BYTES: usize = 8 << 20;
 
-/// Parses one file chunk by chunk into the staging area, spilling the staged rows
-/// after every [`STAGED_INPUT_BYTES`] of input.
+/// Parses one file chunk by chunk on this thread into the staging area, spilling the
+/// staged rows after every [`STAGED_INPUT_BYTES`] of input: the reference that
+/// [`parallel`] parsing is tested against.
 pub async fn parse_file(
     format: &mut dyn Format,
     mut reader: ChunkReader,

@@ -1,5 +1,5 @@
-//! Parsing one file's chunks on several blocking threads at once, for the formats that
-//! carry no state from one chunk to the next ([`Format::carries_state`]). Each chunk is
+//! Parsing one file's chunks on several blocking threads at once (no format carries
+//! state from one chunk to the next: [`crate::formats::Format::parse`]). Each chunk is
 //! parsed into a staging area of its own; the results are taken in file order and
 //! merged into the source's staging area ([`Staging::absorb`]), which renumbers their
 //! key occurrences so that they still grow in read order (the latest file's wins). The
@@ -162,16 +162,62 @@ mod tests {
         out
     }
 
+    /// A Shopify export of `orders` orders of 1 to 4 line items (the continuation rows
+    /// with the order-level columns empty), every 9th order a repeat of an earlier one
+    /// and every 13th without a creation time (its items are orphans), over 20 days.
+    fn orders(orders: usize, first: usize) -> String {
+        let mut out = String::from(
+            "Name,Email,Created at,Lineitem quantity,Lineitem name,Lineitem price,Lineitem sku\n",
+        );
+        for i in 0..orders {
+            let number = if i % 9 == 8 { first + i / 3 } else { first + i };
+            let created = match i % 13 {
+                12 => String::new(),
+                _ => format!("2026-10-{:02} 10:00:00 +0300", 1 + i % 20),
+            };
+            for item in 0..1 + i % 4 {
+                let head = match item {
+                    0 => format!("a{i}@x.ru,{created}"),
+                    _ => ",".to_string(),
+                };
+                out.push_str(&format!(
+                    "#{number},{head},{},\"Item, {item}\",{}.50,SKU-{item}\n",
+                    1 + item,
+                    100 + i
+                ));
+            }
+        }
+        out
+    }
+
     /// Ingests `files` one chunk after the other (`workers` = 0) or in parallel, with a
     /// spill of `input_bytes`; returns every table's rows by date, the counts and the
     /// quarantined lines.
     fn ingest(files: &[String], workers: usize, input_bytes: u64, spill_every: usize) -> String {
+        ingest_kind(
+            SourceKind::MetricaVisits,
+            700,
+            files,
+            workers,
+            input_bytes,
+            spill_every,
+        )
+    }
+
+    /// [`ingest`] for files of another source kind, read in chunks of `chunk_bytes`.
+    fn ingest_kind(
+        kind: SourceKind,
+        chunk_bytes: usize,
+        files: &[String],
+        workers: usize,
+        input_bytes: u64,
+        spill_every: usize,
+    ) -> String {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .build()
             .expect("runtime");
         rt.block_on(async {
-            let kind = SourceKind::MetricaVisits;
             let mut format = format_for(kind, opts());
             let mut staging = Staging::new(format.tables(), NO_CUTOFF, MSK);
             let mut spill = Spill::new(
@@ -185,7 +231,8 @@ mod tests {
                 let name = format!("file{i}");
                 let file = staging.add_file(&name, text.len() as u64);
                 let stream = stream_of(text.as_bytes().to_vec(), 1000);
-                let reader = ChunkReader::with_chunk_bytes(&name, stream, TextEncoding::Auto, 700);
+                let reader =
+                    ChunkReader::with_chunk_bytes(&name, stream, TextEncoding::Auto, chunk_bytes);
                 match workers {
                     0 => crate::parse_file(
                         format.as_mut(),
@@ -256,6 +303,26 @@ mod tests {
                     "{workers} workers, spilling every {spill_every} bytes"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn orders_split_across_chunks_parse_in_parallel_as_one_after_the_other() {
+        // Each file whole as one chunk, against chunks of 50 to 700 bytes (which would
+        // cut orders apart but for the grouping) parsed on 1 to 3 threads.
+        let files = [orders(120, 1001), orders(30, 1050)];
+        let shopify = SourceKind::ShopifyOrders;
+        let whole = ingest_kind(shopify, 1 << 20, &files, 0, 1, 0);
+        assert!(whole.contains("orphan_line_item"), "{whole}");
+        assert!(!whole.contains("duplicates_collapsed: 0"), "{whole}");
+        for (chunk_bytes, workers, spill_every) in
+            [(700, 1, usize::MAX), (50, 2, 1), (300, 3, 2000)]
+        {
+            assert_eq!(
+                whole,
+                ingest_kind(shopify, chunk_bytes, &files, workers, 1, spill_every),
+                "chunks of {chunk_bytes} bytes, {workers} workers, spilling every {spill_every} bytes"
+            );
         }
     }
 }

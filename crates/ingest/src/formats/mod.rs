@@ -45,14 +45,10 @@ pub trait Format: Send + Sync {
     /// How a file splits into records, judged from its decoded first bytes.
     fn framing(&self, head: &str) -> Framing;
     /// Parses one chunk of a file (whole records; see [`Chunk`]) into the staging area.
-    /// Chunks of a file come in order; a format may carry state from one to the next.
+    /// The chunks of a file are parsed on several threads at once ([`crate::parallel`]):
+    /// nothing carries from one chunk to the next (a format whose records form groups,
+    /// Shopify's orders, keeps each group in one chunk with its framing's `group_by`).
     fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()>;
-    /// Whether parsing a chunk depends on the chunks before it (an order whose rows
-    /// continue in the next chunk): such a format parses a file's chunks one after the
-    /// other, the others parse them on several threads ([`crate::parallel`]).
-    fn carries_state(&self) -> bool {
-        false
-    }
     /// Rows of derived tables made from one spill bucket after deduplication: the
     /// bucket's staged batches per table (all rows of a key are in one bucket); returns
     /// `(table, staged batch)` pairs. None by default.
@@ -67,6 +63,7 @@ impl From<DelimitedOptions> for Framing {
             delimiter: o.delimiter,
             quoting: o.quoting,
             skip_lines: o.skip_lines,
+            group_by: None,
         }
     }
 }

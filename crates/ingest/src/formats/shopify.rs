@@ -25,8 +25,6 @@ use crate::text::{DelimitedOptions, Header, Record};
 
 pub struct Shopify {
     opts: ParseOptions,
-    /// The order being read; it may continue in the next chunk of the file.
-    block: Option<Block>,
 }
 
 pub fn orders_schema() -> Arc<Schema> {
@@ -102,7 +100,7 @@ impl Shopify {
     }
 
     pub fn new(opts: ParseOptions) -> Self {
-        Shopify { opts, block: None }
+        Shopify { opts }
     }
 
     fn close(block: Option<Block>, staging: &mut Staging) {
@@ -241,20 +239,24 @@ impl Format for Shopify {
         ]
     }
 
+    /// An order's rows (one `Name`) stay in one chunk.
     fn framing(&self, _head: &str) -> Framing {
-        Self::delimited(self.opts).into()
-    }
-
-    fn carries_state(&self) -> bool {
-        true
+        let DelimitedOptions {
+            delimiter,
+            quoting,
+            skip_lines,
+        } = Self::delimited(self.opts);
+        Framing::Delimited {
+            delimiter,
+            quoting,
+            skip_lines,
+            group_by: Some("Name"),
+        }
     }
 
     fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
         let file = chunk.file;
-        if chunk.first {
-            Self::close(self.block.take(), staging);
-        }
-        let mut block = self.block.take();
+        let mut block: Option<Block> = None;
         each_record(
             "Shopify orders",
             chunk,
@@ -277,11 +279,7 @@ impl Format for Shopify {
                 }
             },
         )?;
-        if chunk.last {
-            Self::close(block, staging);
-        } else {
-            self.block = block;
-        }
+        Self::close(block, staging);
         Ok(())
     }
 }
