@@ -67,6 +67,72 @@ pub fn items_schema() -> Arc<Schema> {
     ]))
 }
 
+/// The export's columns the format reads, by header name; [`Columns`] holds their
+/// positions in a file, resolved once per chunk (not a header lookup per value).
+const COLUMNS: [&str; 26] = [
+    "Name",
+    "Email",
+    "Financial Status",
+    "Paid at",
+    "Fulfillment Status",
+    "Accepts Marketing",
+    "Currency",
+    "Subtotal",
+    "Shipping",
+    "Taxes",
+    "Total",
+    "Discount Code",
+    "Discount Amount",
+    "Created at",
+    "Lineitem quantity",
+    "Lineitem name",
+    "Lineitem price",
+    "Lineitem sku",
+    "Billing Phone",
+    "Shipping Phone",
+    "Phone",
+    "Cancelled at",
+    "Refunded Amount",
+    "Id",
+    "Tags",
+    "Source",
+];
+const NAME: usize = 0;
+const EMAIL: usize = 1;
+const FINANCIAL_STATUS: usize = 2;
+const PAID_AT: usize = 3;
+const FULFILLMENT_STATUS: usize = 4;
+const ACCEPTS_MARKETING: usize = 5;
+const CURRENCY: usize = 6;
+const SUBTOTAL: usize = 7;
+const SHIPPING: usize = 8;
+const TAXES: usize = 9;
+const TOTAL: usize = 10;
+const DISCOUNT_CODE: usize = 11;
+const DISCOUNT_AMOUNT: usize = 12;
+const CREATED_AT: usize = 13;
+const LINEITEM_QUANTITY: usize = 14;
+const LINEITEM_NAME: usize = 15;
+const LINEITEM_PRICE: usize = 16;
+const LINEITEM_SKU: usize = 17;
+const BILLING_PHONE: usize = 18;
+const SHIPPING_PHONE: usize = 19;
+const PHONE: usize = 20;
+const CANCELLED_AT: usize = 21;
+const REFUNDED_AMOUNT: usize = 22;
+const ID: usize = 23;
+const TAGS: usize = 24;
+const SOURCE: usize = 25;
+
+/// Positions of [`COLUMNS`] in a file's header.
+struct Columns([Option<usize>; COLUMNS.len()]);
+
+impl Columns {
+    fn of(h: &Header) -> Self {
+        Columns(COLUMNS.map(|name| h.col(name)))
+    }
+}
+
 /// The order being read: its key, its state and the rows staged for it.
 struct Block {
     name: String,
@@ -112,9 +178,9 @@ impl Shopify {
     }
 
     /// Starts a block from an order's first row.
-    fn open(&self, file: u32, rec: &Record, h: &Header, staging: &mut Staging) -> Block {
-        let get = |c: &str| rec.get(h.col(c));
-        let name = get("Name").trim().to_string();
+    fn open(&self, file: u32, rec: &Record, cols: &Columns, staging: &mut Staging) -> Block {
+        let get = |c: usize| rec.get(cols.0[c]);
+        let name = get(NAME).trim().to_string();
         let mut block = Block {
             name: name.clone(),
             key: order_key(&name),
@@ -134,7 +200,7 @@ impl Shopify {
             return block;
         };
         let tz = self.opts.tz;
-        let Some(created_at) = timestamp_micros(get("Created at"), tz) else {
+        let Some(created_at) = timestamp_micros(get(CREATED_AT), tz) else {
             staging.quarantine(
                 file,
                 rec.line,
@@ -152,51 +218,51 @@ impl Shopify {
         let Some(date) = staging.date_of(created_at) else {
             return block;
         };
-        let phone = ["Phone", "Billing Phone", "Shipping Phone"]
+        let phone = [PHONE, BILLING_PHONE, SHIPPING_PHONE]
             .iter()
-            .find_map(|c| crmflow_core::normalize::phone(get(c)));
+            .find_map(|&c| crmflow_core::normalize::phone(get(c)));
         if phone.is_none()
-            && ["Phone", "Billing Phone", "Shipping Phone"]
+            && [PHONE, BILLING_PHONE, SHIPPING_PHONE]
                 .iter()
-                .any(|c| text(get(c)).is_some())
+                .any(|&c| text(get(c)).is_some())
         {
             staging.counts.invalid_phones += 1;
         }
-        let email = email_checked(staging, get("Email"));
-        let t = |c: &str| text(get(c));
-        let ts = |c: &str| timestamp_micros(get(c), tz);
+        let email = email_checked(staging, get(EMAIL));
+        let t = |c: usize| text(get(c));
+        let ts = |c: usize| timestamp_micros(get(c), tz);
         staging.tables[1]
             .row(date, file, rec.line, Some((&key, block.occurrence)))
             .str(Some(&key))
             .str(Some(&name))
             .str(email.as_deref())
             .str(phone.as_deref())
-            .str(t("Financial Status").map(str::to_lowercase).as_deref())
-            .str(t("Fulfillment Status").map(str::to_lowercase).as_deref())
-            .boolean(t("Accepts Marketing").map(boolean))
-            .str(t("Currency"))
-            .f64(decimal(get("Subtotal")))
-            .f64(decimal(get("Shipping")))
-            .f64(decimal(get("Taxes")))
-            .f64(decimal(get("Total")))
-            .str(t("Discount Code"))
-            .f64(decimal(get("Discount Amount")))
+            .str(t(FINANCIAL_STATUS).map(str::to_lowercase).as_deref())
+            .str(t(FULFILLMENT_STATUS).map(str::to_lowercase).as_deref())
+            .boolean(t(ACCEPTS_MARKETING).map(boolean))
+            .str(t(CURRENCY))
+            .f64(decimal(get(SUBTOTAL)))
+            .f64(decimal(get(SHIPPING)))
+            .f64(decimal(get(TAXES)))
+            .f64(decimal(get(TOTAL)))
+            .str(t(DISCOUNT_CODE))
+            .f64(decimal(get(DISCOUNT_AMOUNT)))
             .ts(Some(created_at))
-            .ts(ts("Paid at"))
-            .ts(ts("Cancelled at"))
-            .f64(decimal(get("Refunded Amount")))
-            .str(t("Id"))
-            .str(t("Tags"))
-            .str(t("Source"))
+            .ts(ts(PAID_AT))
+            .ts(ts(CANCELLED_AT))
+            .f64(decimal(get(REFUNDED_AMOUNT)))
+            .str(t(ID))
+            .str(t(TAGS))
+            .str(t(SOURCE))
             .end();
         block.state = BlockState::Open { created_at, date };
         block
     }
 
-    fn item(file: u32, rec: &Record, h: &Header, block: &mut Block, staging: &mut Staging) {
+    fn item(file: u32, rec: &Record, cols: &Columns, block: &mut Block, staging: &mut Staging) {
         match block.state {
             BlockState::Open { created_at, date } => {
-                let get = |c: &str| rec.get(h.col(c));
+                let get = |c: usize| rec.get(cols.0[c]);
                 block.rows += 1;
                 staging.tables[0]
                     .row(
@@ -207,10 +273,10 @@ impl Shopify {
                     )
                     .str(block.key.as_deref())
                     .i64(Some(block.rows as i64))
-                    .str(text(get("Lineitem sku")))
-                    .str(text(get("Lineitem name")))
-                    .i64(integer(get("Lineitem quantity")))
-                    .f64(decimal(get("Lineitem price")))
+                    .str(text(get(LINEITEM_SKU)))
+                    .str(text(get(LINEITEM_NAME)))
+                    .i64(integer(get(LINEITEM_QUANTITY)))
+                    .f64(decimal(get(LINEITEM_PRICE)))
                     .ts(Some(created_at))
                     .end();
             }
@@ -257,6 +323,7 @@ impl Format for Shopify {
     fn parse(&mut self, chunk: &Chunk, staging: &mut Staging) -> Result<()> {
         let file = chunk.file;
         let mut block: Option<Block> = None;
+        let mut columns: Option<Columns> = None;
         each_record(
             "Shopify orders",
             chunk,
@@ -264,18 +331,19 @@ impl Format for Shopify {
             &["Name", "Created at"],
             staging,
             |rec, h, staging| {
-                let row_name = rec.get(h.col("Name")).trim();
-                let starts_order = text(rec.get(h.col("Created at"))).is_some()
+                let cols = columns.get_or_insert_with(|| Columns::of(h));
+                let row_name = rec.get(cols.0[NAME]).trim();
+                let starts_order = text(rec.get(cols.0[CREATED_AT])).is_some()
                     || block.as_ref().is_none_or(|b| b.name != row_name);
                 if starts_order {
                     Self::close(block.take(), staging);
-                    let mut b = self.open(file, rec, h, staging);
+                    let mut b = self.open(file, rec, cols, staging);
                     if !matches!(b.state, BlockState::Quarantined) {
-                        Self::item(file, rec, h, &mut b, staging);
+                        Self::item(file, rec, cols, &mut b, staging);
                     }
                     block = Some(b);
                 } else if let Some(b) = block.as_mut() {
-                    Self::item(file, rec, h, b, staging);
+                    Self::item(file, rec, cols, b, staging);
                 }
             },
         )?;
