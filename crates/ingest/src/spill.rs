@@ -259,6 +259,16 @@ impl Losers {
         self.0[word] |= 1 << (occurrence % 64);
     }
 
+    /// Adds the occurrences of `other`.
+    fn merge(&mut self, other: &Losers) {
+        if other.0.len() > self.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (word, theirs) in self.0.iter_mut().zip(&other.0) {
+            *word |= theirs;
+        }
+    }
+
     /// Whether the rows of this occurrence are dropped (0, no key, never is).
     pub fn contains(&self, occurrence: u64) -> bool {
         self.0
@@ -527,39 +537,10 @@ impl Spill {
             compress,
         } = self;
         let dir_path = dir.as_ref().map(|d| d.path().to_path_buf());
-        // Rows dropped per (table, date), to know which dates keep rows.
-        let mut dropped: HashMap<(u32, i32), u64> = HashMap::default();
-        let mut losers = Losers::default();
-        for store in index {
-            let batches = store.into_reader()?.all()?;
-            let columns: Vec<_> = batches.iter().map(index_columns).collect();
-            let mut latest: HashMap<&str, u64> = HashMap::default();
-            for (keys, occurrences, _, _) in &columns {
-                for (key, o) in keys.iter().zip(occurrences.values()) {
-                    let key = key.unwrap_or_default();
-                    latest
-                        .entry(key)
-                        .and_modify(|m| *m = (*m).max(*o))
-                        .or_insert(*o);
-                }
-            }
-            for (keys, occurrences, tables, dates) in &columns {
-                for i in 0..keys.len() {
-                    let o = occurrences.value(i);
-                    if latest.get(keys.value(i)) == Some(&o) {
-                        continue;
-                    }
-                    losers.insert(o);
-                    *dropped
-                        .entry((tables.value(i), dates.value(i)))
-                        .or_default() += 1;
-                    if tables.value(i) == 0 {
-                        counts.rows_loaded = counts.rows_loaded.saturating_sub(1);
-                        counts.duplicates_collapsed += 1;
-                    }
-                }
-            }
-        }
+        let verdict = Verdict::of_index(index)?;
+        let (losers, dropped) = (verdict.losers, verdict.dropped);
+        counts.rows_loaded = counts.rows_loaded.saturating_sub(verdict.duplicates);
+        counts.duplicates_collapsed += verdict.duplicates;
         let losers = std::sync::Arc::new(losers);
         let file_names: std::sync::Arc<[String]> = file_names.into();
         let mut bucket_readers: Vec<Vec<BatchReader>> = Vec::with_capacity(tables.len());
@@ -621,6 +602,98 @@ impl Spill {
             quarantine: quarantine.into_reader()?,
             _dir: dir,
         })
+    }
+}
+
+/// What the key index says: the occurrences that lost to a later one of their key,
+/// the rows dropped per `(table, date)` (to know which dates keep rows), and the
+/// collapsed duplicates (losing rows of the first table).
+#[derive(Default)]
+struct Verdict {
+    losers: Losers,
+    dropped: HashMap<(u32, i32), u64>,
+    duplicates: u64,
+}
+
+impl Verdict {
+    /// Judges the buckets of the key index on every core, each thread one bucket at a
+    /// time (at 1M customers Metrica's 36 buckets took 3.3 s on one core).
+    fn of_index(index: Vec<BatchStore>) -> Result<Self> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, index.len().max(1));
+        let mut shares: Vec<Vec<BatchStore>> = (0..threads).map(|_| vec![]).collect();
+        for (i, store) in index.into_iter().enumerate() {
+            shares[i % threads].push(store);
+        }
+        let judged: Vec<Result<Verdict>> = std::thread::scope(|scope| {
+            let running: Vec<_> = shares
+                .into_iter()
+                .map(|share| {
+                    scope.spawn(move || {
+                        let mut verdict = Verdict::default();
+                        for store in share {
+                            verdict.judge(store)?;
+                        }
+                        Ok(verdict)
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|thread| {
+                    thread.join().unwrap_or_else(|_| {
+                        Err(IngestError::Write {
+                            table: "key index".into(),
+                            message: "a deduplicating thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut all = Verdict::default();
+        for verdict in judged {
+            let verdict = verdict?;
+            all.losers.merge(&verdict.losers);
+            for (at, rows) in verdict.dropped {
+                *all.dropped.entry(at).or_default() += rows;
+            }
+            all.duplicates += verdict.duplicates;
+        }
+        Ok(all)
+    }
+
+    /// Adds one bucket of the key index: of all occurrences of a key, the latest wins.
+    fn judge(&mut self, store: BatchStore) -> Result<()> {
+        let batches = store.into_reader()?.all()?;
+        let columns: Vec<_> = batches.iter().map(index_columns).collect();
+        let mut latest: HashMap<&str, u64> = HashMap::default();
+        for (keys, occurrences, _, _) in &columns {
+            for (key, o) in keys.iter().zip(occurrences.values()) {
+                let key = key.unwrap_or_default();
+                latest
+                    .entry(key)
+                    .and_modify(|m| *m = (*m).max(*o))
+                    .or_insert(*o);
+            }
+        }
+        for (keys, occurrences, tables, dates) in &columns {
+            for i in 0..keys.len() {
+                let o = occurrences.value(i);
+                if latest.get(keys.value(i)) == Some(&o) {
+                    continue;
+                }
+                self.losers.insert(o);
+                *self
+                    .dropped
+                    .entry((tables.value(i), dates.value(i)))
+                    .or_default() += 1;
+                if tables.value(i) == 0 {
+                    self.duplicates += 1;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
