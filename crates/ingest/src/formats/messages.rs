@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use crmflow_core::normalize::{text, timestamp_micros};
 
-use super::{Format, ParseOptions, each_record, email_checked, phone_checked};
+use super::{Format, ParseOptions, each_record, email_checked, lowercase, phone_checked};
 use crate::chunks::{Chunk, Framing};
 use crate::error::Result;
 use crate::stage::{Reason, RowWriter, Staging, TableStage, ts_type};
@@ -54,12 +54,7 @@ fn contact<'r>(staging: &mut Staging, raw: &'r str) -> (Option<Cow<'r, str>>, Op
 }
 
 fn lower(v: &str) -> Option<Cow<'_, str>> {
-    text(v).map(
-        |t| match t.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
-            true => Cow::Owned(t.to_lowercase()),
-            false => Cow::Borrowed(t),
-        },
-    )
+    text(v).map(|t| lowercase(Cow::Borrowed(t)))
 }
 
 /// Reads a keyless CSV whose rows carry a contact and a time: quarantines an

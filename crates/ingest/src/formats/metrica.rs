@@ -23,7 +23,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema};
 use crmflow_core::normalize::{boolean, decimal, integer, text, timestamp_micros};
 
-use super::{Format, ParseOptions, each_record};
+use super::{Format, ParseOptions, each_record, lowercase};
 use crate::chunks::{Chunk, Framing};
 use crate::error::Result;
 use crate::stage::{Reason, Staging, TableStage, f64_list_type, str_list_type, ts_type};
@@ -80,7 +80,7 @@ struct Columns {
     traffic: Option<usize>,
     adv_engine: Option<usize>,
     search_engine: Option<usize>,
-    utm: Vec<Option<usize>>,
+    utm: [Option<usize>; UTM.len()],
     device: Option<usize>,
     page_views: Option<usize>,
     duration: Option<usize>,
@@ -102,13 +102,10 @@ impl Columns {
             adv_engine: h.col("ym:s:lastAdvEngine"),
             search_engine: h.col("ym:s:lastSearchEngine"),
             // The unprefixed UTM column wins where a file has both.
-            utm: UTM
-                .iter()
-                .map(|u| {
-                    h.col(&format!("ym:s:UTM{u}"))
-                        .or_else(|| h.col(&format!("ym:s:lastUTM{u}")))
-                })
-                .collect(),
+            utm: UTM.map(|u| {
+                h.col(&format!("ym:s:UTM{u}"))
+                    .or_else(|| h.col(&format!("ym:s:lastUTM{u}")))
+            }),
             device: h.col("ym:s:deviceCategory"),
             page_views: h.col("ym:s:pageViews"),
             duration: h.col("ym:s:visitDuration"),
@@ -145,6 +142,8 @@ impl Format for Metrica {
         let tz = self.opts.tz;
         let required = ["ym:s:visitID", "ym:s:counterID", "ym:s:dateTime"];
         let mut columns: Option<Columns> = None;
+        // The key of the row being read (counter and visit id), its buffer reused.
+        let mut key = String::new();
         each_record(
             "Yandex Metrica visits",
             chunk,
@@ -189,8 +188,7 @@ impl Format for Metrica {
                     return;
                 };
                 let t = |col: Option<usize>| tsv_text(rec.get(col));
-                let utm_values: Vec<Option<Cow<str>>> =
-                    c.utm.iter().map(|u| tsv_text(rec.get(*u))).collect();
+                let utm_values: [Option<Cow<str>>; UTM.len()] = c.utm.map(|u| tsv_text(rec.get(u)));
                 let purchase_ids = clickhouse_array(&field(c.purchase_ids)).map(|ids| {
                     ids.into_iter()
                         .filter_map(|i| text(&i).map(str::to_string))
@@ -199,7 +197,10 @@ impl Format for Metrica {
                 let revenue: Option<Vec<f64>> = clickhouse_array(&field(c.revenue))
                     .map(|vs| vs.iter().filter_map(|v| decimal(v)).collect());
                 let goals = clickhouse_array(&field(c.goals));
-                let key = format!("{counter}\u{1f}{visit}");
+                key.clear();
+                key.push_str(counter);
+                key.push('\u{1f}');
+                key.push_str(visit);
                 let occurrence = staging.occurrence();
                 staging.tables[0]
                     .row(date, file, rec.line, Some((&key, occurrence)))
@@ -208,7 +209,7 @@ impl Format for Metrica {
                     .ts(Some(visit_at))
                     .str(t(c.client).as_deref())
                     .str(t(c.start_url).as_deref())
-                    .str(t(c.traffic).map(|s| s.to_lowercase()).as_deref())
+                    .str(t(c.traffic).map(lowercase).as_deref())
                     .str(t(c.adv_engine).as_deref())
                     .str(t(c.search_engine).as_deref())
                     .str(utm_values[0].as_deref())

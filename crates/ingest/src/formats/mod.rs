@@ -22,6 +22,7 @@ pub mod spend;
 use arrow::record_batch::RecordBatch;
 use chrono_tz::Tz;
 use crmflow_core::config::SourceKind;
+use std::borrow::Cow;
 
 use crate::chunks::{Chunk, Framing};
 use crate::error::{IngestError, Result};
@@ -65,6 +66,17 @@ impl From<DelimitedOptions> for Framing {
             skip_lines: o.skip_lines,
             group_by: None,
         }
+    }
+}
+
+/// `value` in lower case, copied only when it has an upper-case or non-ASCII letter.
+pub(crate) fn lowercase(value: Cow<'_, str>) -> Cow<'_, str> {
+    match value
+        .bytes()
+        .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+    {
+        true => Cow::Owned(value.to_lowercase()),
+        false => value,
     }
 }
 
