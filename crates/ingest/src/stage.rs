@@ -273,12 +273,12 @@ impl RowWriter<'_> {
         self
     }
 
-    pub fn str_list(mut self, values: Option<&[String]>) -> Self {
+    pub fn str_list<S: AsRef<str>>(mut self, values: Option<&[S]>) -> Self {
         match self.stage.cols.get_mut(self.col) {
             Some(Col::StrList(b)) => match values {
                 Some(vs) => {
                     for v in vs {
-                        b.values().append_value(v);
+                        b.values().append_value(v.as_ref());
                     }
                     b.append(true);
                 }

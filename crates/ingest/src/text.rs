@@ -393,53 +393,54 @@ pub fn unescape_tsv(value: &str) -> Cow<'_, str> {
 }
 
 /// Parses a ClickHouse array literal: `[]`, `[1,2]`, `['a','b']` (single quotes,
-/// backslash escapes). `None` when the text is not an array literal.
-pub fn clickhouse_array(raw: &str) -> Option<Vec<String>> {
-    let inner = raw.trim().strip_prefix('[')?.strip_suffix(']')?;
+/// backslash escapes). `None` when the text is not an array literal. Items are
+/// borrowed from `raw` unless they hold an escape.
+pub fn clickhouse_array(raw: &str) -> Option<Vec<Cow<'_, str>>> {
+    let mut rest = raw.trim().strip_prefix('[')?.strip_suffix(']')?;
     let mut out = vec![];
-    let mut chars = inner.chars().peekable();
     loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            break;
         }
-        let Some(&c) = chars.peek() else { break };
-        let mut item = String::new();
-        if c == '\'' {
-            chars.next();
-            let mut closed = false;
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => item.push(chars.next()?),
-                    '\'' => {
-                        closed = true;
-                        break;
+        if let Some(quoted) = rest.strip_prefix('\'') {
+            // Up to the closing quote; a backslash takes the next character as it is.
+            let mut unescaped: Option<String> = None;
+            let mut plain_from = 0;
+            let mut chars = quoted.char_indices();
+            let end = loop {
+                match chars.next()? {
+                    (i, '\\') => {
+                        let (_, next) = chars.next()?;
+                        let item = unescaped.get_or_insert_with(String::new);
+                        item.push_str(&quoted[plain_from..i]);
+                        item.push(next);
+                        plain_from = i + 1 + next.len_utf8();
                     }
-                    other => item.push(other),
+                    (i, '\'') => break i,
+                    _ => {}
                 }
-            }
-            if !closed {
-                return None;
-            }
-            while chars.peek().is_some_and(|c| c.is_whitespace()) {
-                chars.next();
-            }
+            };
+            out.push(match unescaped {
+                None => Cow::Borrowed(&quoted[..end]),
+                Some(mut item) => {
+                    item.push_str(&quoted[plain_from..end]);
+                    Cow::Owned(item)
+                }
+            });
+            rest = quoted[end + 1..].trim_start();
         } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                item.push(c);
-                chars.next();
-            }
-            item = item.trim().to_string();
+            let end = rest.find(',').unwrap_or(rest.len());
+            let item = rest[..end].trim();
             if item.is_empty() {
                 return None;
             }
+            out.push(Cow::Borrowed(item));
+            rest = &rest[end..];
         }
-        out.push(item);
-        match chars.next() {
+        match rest.chars().next() {
             None => break,
-            Some(',') => continue,
+            Some(',') => rest = &rest[1..],
             Some(_) => return None,
         }
     }
@@ -587,6 +588,13 @@ mod tests {
         assert_eq!(clickhouse_array("['open"), None);
         assert_eq!(clickhouse_array("1,2"), None);
         assert_eq!(clickhouse_array("[1,,2]"), None);
+        // Escapes of any character, blanks kept inside quotes and trimmed outside.
+        assert_eq!(
+            clickhouse_array(r"[ 'x\дy\\' , ' a ' , 7 ]"),
+            Some(vec!["xдy\\".into(), " a ".into(), "7".into()])
+        );
+        assert_eq!(clickhouse_array(r"['a\"), None);
+        assert_eq!(clickhouse_array("['a' 'b']"), None);
     }
 
     #[test]

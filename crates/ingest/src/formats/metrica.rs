@@ -189,14 +189,19 @@ impl Format for Metrica {
                 };
                 let t = |col: Option<usize>| tsv_text(rec.get(col));
                 let utm_values: [Option<Cow<str>>; UTM.len()] = c.utm.map(|u| tsv_text(rec.get(u)));
-                let purchase_ids = clickhouse_array(&field(c.purchase_ids)).map(|ids| {
+                let (ids, revenue, goals) =
+                    (field(c.purchase_ids), field(c.revenue), field(c.goals));
+                let purchase_ids = clickhouse_array(&ids).map(|ids| {
                     ids.into_iter()
-                        .filter_map(|i| text(&i).map(str::to_string))
+                        .filter_map(|id| match id {
+                            Cow::Borrowed(id) => text(id).map(Cow::Borrowed),
+                            Cow::Owned(id) => text(&id).map(|t| Cow::Owned(t.to_string())),
+                        })
                         .collect::<Vec<_>>()
                 });
-                let revenue: Option<Vec<f64>> = clickhouse_array(&field(c.revenue))
+                let revenue: Option<Vec<f64>> = clickhouse_array(&revenue)
                     .map(|vs| vs.iter().filter_map(|v| decimal(v)).collect());
-                let goals = clickhouse_array(&field(c.goals));
+                let goals = clickhouse_array(&goals);
                 key.clear();
                 key.push_str(counter);
                 key.push('\u{1f}');
