@@ -567,6 +567,7 @@ fn each_record_end(bytes: &[u8], delimiter: u8, mut found: impl FnMut(usize)) {
 /// The start of the last record of delimited bytes (starting on a record boundary)
 /// whose `col` value differs from the record before it, among the whole records: the
 /// cut that keeps groups of records together ([`Framing::Delimited`]'s `group_by`).
+/// Usually a few records from the end: orders have a few rows each.
 fn last_group_start(bytes: &[u8], delimiter: u8, quoting: bool, col: usize) -> Option<usize> {
     let mut ends = vec![];
     match quoting {
@@ -588,8 +589,8 @@ fn last_group_start(bytes: &[u8], delimiter: u8, quoting: bool, col: usize) -> O
 }
 
 /// The value of field `col` of the record at the start of `record` as the parser
-/// reads it (quotes removed, `""` unescaped, ASCII blanks trimmed), or `None` when the
-/// record ends first.
+/// reads it (quotes removed, `""` unescaped, blanks trimmed as `str::trim` does when
+/// the value is UTF-8, ASCII blanks otherwise), or `None` when the record ends first.
 fn field_value(record: &[u8], col: usize, delimiter: u8, quoting: bool) -> Option<Vec<u8>> {
     let mut state = State::FieldStart;
     let mut field = 0;
@@ -606,7 +607,10 @@ fn field_value(record: &[u8], col: usize, delimiter: u8, quoting: bool) -> Optio
         let separator = matches!(next, State::FieldStart);
         if field == col {
             if separator {
-                return Some(value.trim_ascii().to_vec());
+                return Some(match std::str::from_utf8(&value) {
+                    Ok(text) => text.trim().as_bytes().to_vec(),
+                    Err(_) => value.trim_ascii().to_vec(),
+                });
             }
             let quote_mark = matches!(
                 (state, next),
@@ -848,6 +852,11 @@ mod tests {
             Some("x,\"y\"\nz")
         );
         assert_eq!(value("a,b\r\n", 1).as_deref(), Some("b"));
+        // Trimmed as the parser's `str::trim` trims, no-break spaces included.
+        assert_eq!(
+            value("a,\u{a0}#1002\u{a0},c\n", 1).as_deref(),
+            Some("#1002")
+        );
         assert_eq!(value("a,b\n", 2), None);
         assert_eq!(value("a,\"\"\n", 1).as_deref(), Some(""));
         // Unquoted (TSV): a quote is text.
