@@ -252,9 +252,31 @@ pub fn local_to_utc_micros(naive: NaiveDateTime, tz: Tz) -> Option<i64> {
 /// Parses a calendar date: `YYYY-MM-DD`, `YYYYMMDD`, `DD.MM.YYYY`.
 pub fn date(raw: &str) -> Option<NaiveDate> {
     let value = text(raw)?;
+    if let Some(digits) = iso_date_digits(value) {
+        return digits;
+    }
     ["%Y-%m-%d", "%Y%m%d", "%d.%m.%Y", "%d/%m/%Y"]
         .iter()
         .find_map(|f| NaiveDate::parse_from_str(value, f).ok())
+}
+
+/// The common shapes `YYYY-MM-DD` and `YYYYMMDD` (GA4's `event_date`) read without
+/// chrono's format parser, which took 2.4% of GA4's ingest: `Some(date)` or
+/// `Some(None)` (no such day, as the formats would decide), `None` for another shape.
+fn iso_date_digits(value: &str) -> Option<Option<NaiveDate>> {
+    let b = value.as_bytes();
+    let (year, month, day) = match b.len() {
+        10 if b[4] == b'-' && b[7] == b'-' => (&b[..4], &b[5..7], &b[8..]),
+        8 => (&b[..4], &b[4..6], &b[6..]),
+        _ => return None,
+    };
+    let number = |digits: &[u8]| {
+        digits.iter().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let (year, month, day) = (number(year)?, number(month)?, number(day)?);
+    Some(NaiveDate::from_ymd_opt(year as i32, month, day))
 }
 
 /// Days since 1970-01-01 of a date, the Arrow `Date32` value.
@@ -284,6 +306,39 @@ mod tests {
     use proptest::prelude::*;
 
     const MSK: Tz = chrono_tz::Europe::Moscow;
+
+    /// [`date`] by chrono's formats alone, without the fast path.
+    fn date_by_formats(raw: &str) -> Option<NaiveDate> {
+        let value = text(raw)?;
+        ["%Y-%m-%d", "%Y%m%d", "%d.%m.%Y", "%d/%m/%Y"]
+            .iter()
+            .find_map(|f| NaiveDate::parse_from_str(value, f).ok())
+    }
+
+    proptest! {
+        #[test]
+        fn the_fast_date_shapes_read_as_the_formats_do(raw in "[0-9]{4}-?[0-9]{2}-?[0-9]{2}|[0-9 .x+-]{8,10}") {
+            prop_assert_eq!(date(&raw), date_by_formats(&raw));
+        }
+    }
+
+    #[test]
+    fn dates_of_the_fast_shapes() {
+        for raw in [
+            "2026-11-20",
+            "20261120",
+            "2026-02-30",
+            "20260230",
+            "2024-02-29",
+            "0000-01-01",
+            "2026-1-05",
+            "20.11.2026",
+        ] {
+            assert_eq!(date(raw), date_by_formats(raw), "{raw}");
+        }
+        assert_eq!(date("20261120"), NaiveDate::from_ymd_opt(2026, 11, 20));
+        assert_eq!(date("2026-02-30"), None);
+    }
 
     #[test]
     fn placeholders_are_null_after_trim_case_insensitive() {

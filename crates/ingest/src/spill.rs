@@ -84,14 +84,6 @@ impl BatchStore {
         }
     }
 
-    /// The number of batches pushed.
-    fn len(&self) -> usize {
-        match self {
-            BatchStore::Memory(v) => v.len(),
-            BatchStore::Disk { writer, .. } => writer.as_ref().map_or(0, SpillWriter::batches),
-        }
-    }
-
     fn push(&mut self, batch: RecordBatch) -> Result<()> {
         match self {
             BatchStore::Memory(v) => v.push(batch),
@@ -168,7 +160,7 @@ impl BatchReader {
 }
 
 /// Makes rows of derived tables from a bucket's rows: `(table, staged batch)` pairs.
-pub type Derive<'a> = dyn Fn(&[Vec<RecordBatch>]) -> Result<Vec<(usize, RecordBatch)>> + 'a;
+pub type Derive<'a> = dyn Fn(&[Vec<RecordBatch>]) -> Result<Vec<(usize, RecordBatch)>> + Sync + 'a;
 
 /// Where the staged rows of one source go between parsing and writing.
 pub struct Spill {
@@ -575,26 +567,15 @@ impl Spill {
             out.push(dated);
         }
         if out.iter().any(|t| !t.dedup) {
-            for bucket in 0..buckets {
-                let mut loaded: Vec<Vec<RecordBatch>> = vec![];
-                for readers in &mut bucket_readers {
-                    loaded.push(match readers.get_mut(bucket) {
-                        Some(r) => r.all()?,
-                        None => vec![],
-                    });
-                }
-                for (table, batch) in derive(&loaded)? {
-                    if let Some(batches) = loaded.get_mut(table) {
-                        batches.push(batch);
-                    }
-                }
-                for (table, batches) in loaded.iter().enumerate() {
-                    let name = format!("{}-{bucket}-dated.spill", out[table].name);
-                    out[table].add_by_date(
-                        BatchStore::new(dir_path.as_deref(), name, compress),
-                        batches,
-                    )?;
-                }
+            let names: Vec<&'static str> = out.iter().map(|t| t.name).collect();
+            let grouped = GroupedBuckets {
+                names: &names,
+                dir: dir_path.as_deref(),
+                compress,
+                derive,
+            };
+            for (table, regrouped) in grouped.regroup(bucket_readers, buckets)? {
+                out[table].add_regrouped(regrouped);
             }
         }
         Ok(Dated {
@@ -603,6 +584,50 @@ impl Spill {
             _dir: dir,
         })
     }
+}
+
+/// Works through `items` on every core: item `i` goes to thread `i % threads`, which
+/// folds its items, in order, into an accumulator of its own (`step(acc, i, item)`);
+/// returns the threads' accumulators. `panicked` is the error of a thread that panics.
+fn on_every_core<T: Send, A: Send>(
+    items: Vec<T>,
+    panicked: &str,
+    init: impl Fn() -> A + Sync,
+    step: impl Fn(&mut A, usize, T) -> Result<()> + Sync,
+) -> Result<Vec<A>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, items.len().max(1));
+    let mut shares: Vec<Vec<(usize, T)>> = (0..threads).map(|_| vec![]).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        shares[i % threads].push((i, item));
+    }
+    let (init, step) = (&init, &step);
+    std::thread::scope(|scope| {
+        let running: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                scope.spawn(move || {
+                    let mut acc = init();
+                    for (i, item) in share {
+                        step(&mut acc, i, item)?;
+                    }
+                    Ok(acc)
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|thread| {
+                thread.join().unwrap_or_else(|_| {
+                    Err(IngestError::Write {
+                        table: "spill".into(),
+                        message: panicked.to_string(),
+                    })
+                })
+            })
+            .collect()
+    })
 }
 
 /// What the key index says: the occurrences that lost to a later one of their key,
@@ -619,41 +644,14 @@ impl Verdict {
     /// Judges the buckets of the key index on every core, each thread one bucket at a
     /// time (at 1M customers Metrica's 36 buckets took 3.3 s on one core).
     fn of_index(index: Vec<BatchStore>) -> Result<Self> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, index.len().max(1));
-        let mut shares: Vec<Vec<BatchStore>> = (0..threads).map(|_| vec![]).collect();
-        for (i, store) in index.into_iter().enumerate() {
-            shares[i % threads].push(store);
-        }
-        let judged: Vec<Result<Verdict>> = std::thread::scope(|scope| {
-            let running: Vec<_> = shares
-                .into_iter()
-                .map(|share| {
-                    scope.spawn(move || {
-                        let mut verdict = Verdict::default();
-                        for store in share {
-                            verdict.judge(store)?;
-                        }
-                        Ok(verdict)
-                    })
-                })
-                .collect();
-            running
-                .into_iter()
-                .map(|thread| {
-                    thread.join().unwrap_or_else(|_| {
-                        Err(IngestError::Write {
-                            table: "key index".into(),
-                            message: "a deduplicating thread panicked".into(),
-                        })
-                    })
-                })
-                .collect()
-        });
+        let judged = on_every_core(
+            index,
+            "a deduplicating thread panicked",
+            Verdict::default,
+            |verdict, _, store| verdict.judge(store),
+        )?;
         let mut all = Verdict::default();
         for verdict in judged {
-            let verdict = verdict?;
             all.losers.merge(&verdict.losers);
             for (at, rows) in verdict.dropped {
                 *all.dropped.entry(at).or_default() += rows;
@@ -881,39 +879,137 @@ enum Part {
     Filter(usize),
 }
 
-impl DatedTable {
-    /// Adds rows (staged batches) regrouped by date into a new store: the rows in date
-    /// order (read order within a date), taken at once, then one slice per date.
-    fn add_by_date(&mut self, mut store: BatchStore, batches: &[RecordBatch]) -> Result<()> {
-        let mut order: Vec<((i32, u32), u32)> = vec![];
-        for (index, b) in batches.iter().enumerate() {
-            let dates = b.column(b.num_columns() - 3).as_primitive::<Date32Type>();
-            order.extend(
-                dates
-                    .values()
-                    .iter()
-                    .enumerate()
-                    .map(|(row, date)| ((*date, index as u32), row as u32)),
+/// The buckets of the grouped tables of a source (GA4 events by session), turned into
+/// date stores: each bucket read whole, its derived rows (sessions) made, and every
+/// table's rows of the bucket regrouped by date into a store of their own.
+struct GroupedBuckets<'a> {
+    /// The source's tables, by index.
+    names: &'a [&'static str],
+    dir: Option<&'a Path>,
+    compress: bool,
+    derive: &'a Derive<'a>,
+}
+
+/// A bucket's rows of one table regrouped by date: the store, and the date of each of
+/// its batches.
+struct Regrouped {
+    store: BatchReader,
+    dates: Vec<i32>,
+}
+
+impl GroupedBuckets<'_> {
+    /// Regroups every bucket (`readers[table][bucket]`) on every core, each thread one
+    /// bucket at a time (at 1M customers GA4's 109 buckets were one core's work); returns
+    /// `(table, regrouped)` in bucket order, so that a date's parts keep the read order.
+    fn regroup(
+        &self,
+        readers: Vec<Vec<BatchReader>>,
+        buckets: usize,
+    ) -> Result<Vec<(usize, Regrouped)>> {
+        let mut by_bucket: Vec<Vec<Option<BatchReader>>> = (0..buckets).map(|_| vec![]).collect();
+        for table_readers in readers {
+            let mut table_readers = table_readers.into_iter();
+            for bucket in &mut by_bucket {
+                bucket.push(table_readers.next());
+            }
+        }
+        let done = on_every_core(
+            by_bucket,
+            "a thread regrouping the spill's buckets panicked",
+            Vec::new,
+            |done, bucket, bucket_readers| {
+                for (table, regrouped) in self.bucket(bucket, bucket_readers)? {
+                    done.push((bucket, table, regrouped));
+                }
+                Ok(())
+            },
+        )?;
+        let mut all: Vec<(usize, usize, Regrouped)> = done.into_iter().flatten().collect();
+        all.sort_by_key(|(bucket, table, _)| (*bucket, *table));
+        Ok(all.into_iter().map(|(_, table, r)| (table, r)).collect())
+    }
+
+    /// One bucket: its rows of every table, the derived rows added, regrouped by date.
+    fn bucket(
+        &self,
+        bucket: usize,
+        readers: Vec<Option<BatchReader>>,
+    ) -> Result<Vec<(usize, Regrouped)>> {
+        let mut loaded: Vec<Vec<RecordBatch>> = vec![];
+        for reader in readers {
+            loaded.push(match reader {
+                Some(mut r) => r.all()?,
+                None => vec![],
+            });
+        }
+        for (table, batch) in (self.derive)(&loaded)? {
+            if let Some(batches) = loaded.get_mut(table) {
+                batches.push(batch);
+            }
+        }
+        let mut regrouped = vec![];
+        for ((table, batches), name) in loaded.iter().enumerate().zip(self.names) {
+            let store = BatchStore::new(
+                self.dir,
+                format!("{name}-{bucket}-dated.spill"),
+                self.compress,
             );
+            if let Some(r) = regroup_by_date(name, store, batches)? {
+                regrouped.push((table, r));
+            }
         }
-        if order.is_empty() {
-            return Ok(());
-        }
-        order.sort_unstable();
-        let sorted = interleave_runs(batches, &order, self.name)?;
-        let mut start = 0;
-        for (date, rows) in runs(order.iter().map(|((date, _), _)| *date)) {
-            let part = sorted.slice(start, rows);
-            start += rows;
-            let index = store.len();
+        Ok(regrouped)
+    }
+}
+
+/// Rows (staged batches) regrouped by date into a new store: the rows in date order
+/// (read order within a date), taken at once, then one batch per date. `None` when
+/// there is no row.
+fn regroup_by_date(
+    name: &'static str,
+    mut store: BatchStore,
+    batches: &[RecordBatch],
+) -> Result<Option<Regrouped>> {
+    let mut order: Vec<((i32, u32), u32)> = vec![];
+    for (index, b) in batches.iter().enumerate() {
+        let dates = b.column(b.num_columns() - 3).as_primitive::<Date32Type>();
+        order.extend(
+            dates
+                .values()
+                .iter()
+                .enumerate()
+                .map(|(row, date)| ((*date, index as u32), row as u32)),
+        );
+    }
+    if order.is_empty() {
+        return Ok(None);
+    }
+    order.sort_unstable();
+    let sorted = interleave_runs(batches, &order, name)?;
+    let mut start = 0;
+    let mut dates = vec![];
+    for (date, rows) in runs(order.iter().map(|((date, _), _)| *date)) {
+        store.push(sorted.slice(start, rows))?;
+        dates.push(date);
+        start += rows;
+    }
+    Ok(Some(Regrouped {
+        store: store.into_reader()?,
+        dates,
+    }))
+}
+
+impl DatedTable {
+    /// Adds a bucket's rows regrouped by date: each batch of its store a part of its date.
+    fn add_regrouped(&mut self, regrouped: Regrouped) {
+        let store = self.stores.len();
+        for (index, date) in regrouped.dates.into_iter().enumerate() {
             self.dates
                 .entry(date)
                 .or_default()
-                .push(Part::Batch(self.stores.len(), index));
-            store.push(part)?;
+                .push(Part::Batch(store, index));
         }
-        self.stores.push(store.into_reader()?);
-        Ok(())
+        self.stores.push(regrouped.store);
     }
 
     /// The business dates with rows, ascending.
@@ -1115,6 +1211,109 @@ mod tests {
             assert_eq!(kept, [(2, 30), (2, 21), (2, 31), (3, 40), (3, 12)]);
             assert_eq!((counts.rows_loaded, counts.duplicates_collapsed), (5, 3));
             assert!(counts.balanced());
+        }
+    }
+
+    /// Spills `(date, key, value)` rows of a grouped table through `input_bytes` of
+    /// input, deriving per bucket one row per key (its rows' count, on its earliest
+    /// date); returns both tables as `(date, value)` in the order they are written.
+    fn run_grouped(rows: &[(i32, Option<&str>, i64)], input_bytes: u64) -> [Vec<(i32, i64)>; 2] {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let mut grouped = TableStage::grouped("g", schema.clone());
+        let tables = [
+            TableStage::grouped("g", schema.clone()),
+            TableStage::new("d", schema),
+        ];
+        let mut spill = Spill::new(&tables, input_bytes, None, SpillCompression::Lz4).unwrap();
+        let mut counts = SourceCounts::default();
+        for chunk in rows.chunks(7) {
+            for (date, key, v) in chunk {
+                grouped
+                    .row(*date, 0, 1, key.map(|k| (k, 0)))
+                    .i64(Some(*v))
+                    .end();
+            }
+            spill
+                .add(0, grouped.take_batch().unwrap().unwrap())
+                .unwrap();
+        }
+        let derive = |bucket: &[Vec<RecordBatch>]| {
+            let mut per_key: BTreeMap<String, (i32, i64)> = BTreeMap::new();
+            for b in &bucket[0] {
+                let keys = b.column(b.num_columns() - 2).as_string::<i32>();
+                let dates = b.column(b.num_columns() - 3).as_primitive::<Date32Type>();
+                for (key, date) in keys.iter().zip(dates.values()) {
+                    if let Some(key) = key {
+                        let e = per_key.entry(key.to_string()).or_insert((*date, 0));
+                        e.0 = e.0.min(*date);
+                        e.1 += 1;
+                    }
+                }
+            }
+            let mut d = TableStage::new(
+                "d",
+                Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)])),
+            );
+            for (date, n) in per_key.values() {
+                d.row(*date, 0, 1, None).i64(Some(*n)).end();
+            }
+            Ok(d.take_batch()?.map(|b| vec![(1, b)]).unwrap_or_default())
+        };
+        let files = ["f.csv".to_string()];
+        let mut dated = spill.finish(&mut counts, &derive, &files).unwrap();
+        dated
+            .tables
+            .iter_mut()
+            .map(|t| {
+                let mut out = vec![];
+                for d in t.dates() {
+                    for b in t.read(d).unwrap() {
+                        let v = b.column(0).as_primitive::<arrow::datatypes::Int64Type>();
+                        out.extend(v.values().iter().map(|v| (d, *v)));
+                    }
+                }
+                out
+            })
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap()
+    }
+
+    #[test]
+    fn grouped_buckets_regroup_on_every_core_in_a_fixed_order() {
+        let keys: Vec<String> = (0..40).map(|k| format!("session{k}")).collect();
+        let rows: Vec<(i32, Option<&str>, i64)> = (0..500i64)
+            .map(|i| {
+                let key = (i % 5 != 0).then(|| keys[(i * 7 % 40) as usize].as_str());
+                ((i * 11 % 13) as i32, key, i)
+            })
+            .collect();
+        let mut expected_rows: Vec<(i32, i64)> = rows.iter().map(|r| (r.0, r.2)).collect();
+        expected_rows.sort();
+        let mut expected_derived: Vec<(i32, i64)> = keys
+            .iter()
+            .filter_map(|k| {
+                let of_key = rows.iter().filter(|r| r.1 == Some(k.as_str()));
+                let first = of_key.clone().map(|r| r.0).min()?;
+                Some((first, of_key.count() as i64))
+            })
+            .collect();
+        expected_derived.sort();
+        let on_disk = run_grouped(&rows, 7 * BUCKET_INPUT_BYTES);
+        for ([grouped, derived], buckets) in [(run_grouped(&rows, 1), 1), (on_disk.clone(), 7)] {
+            let mut grouped = grouped.clone();
+            grouped.sort();
+            assert_eq!(grouped, expected_rows, "every row once, {buckets} buckets");
+            let mut derived = derived.clone();
+            derived.sort();
+            assert_eq!(
+                derived, expected_derived,
+                "one row per key, {buckets} buckets"
+            );
+        }
+        // The threads' schedule does not show in the written order.
+        for _ in 0..3 {
+            assert_eq!(run_grouped(&rows, 7 * BUCKET_INPUT_BYTES), on_disk);
         }
     }
 
