@@ -410,7 +410,11 @@ impl Spill {
                 vec![(*first, batch.clone())]
             }
             _ => {
-                targets.sort_unstable();
+                let slots = n + DATE_STORES as usize;
+                let targets = sorted_by_slot(targets, slots, |target| match target {
+                    Target::Bucket(bucket) => bucket as usize,
+                    Target::DateStore(store) => n + store as usize,
+                });
                 split_runs(batches, &targets, t.name)?
             }
         };
@@ -486,7 +490,7 @@ impl Spill {
             return self.index[0].push(entries);
         }
         let keys = entries.column(0).as_string::<i32>();
-        let mut targets: Vec<(u32, (u32, u32))> = keys
+        let targets: Vec<(u32, (u32, u32))> = keys
             .iter()
             .enumerate()
             .map(|(i, key)| {
@@ -494,7 +498,7 @@ impl Spill {
                 (bucket as u32, (0, i as u32))
             })
             .collect();
-        targets.sort_unstable();
+        let targets = sorted_by_slot(targets, n, |bucket| bucket as usize);
         for (bucket, part) in split_runs(&[entries], &targets, "key index")? {
             self.index[bucket as usize].push(part)?;
         }
@@ -748,6 +752,32 @@ fn index_columns(
 enum Target {
     Bucket(u32),
     DateStore(i32),
+}
+
+/// `targets` (`(target, (batch, row))`, in `(batch, row)` order) sorted as
+/// `sort_unstable` would sort them, in linear time: a counting sort by `slot(target)`,
+/// a number below `slots` in the order of the targets. It is stable, so rows keep
+/// their order within a target. A comparison sort of every staged row took 4% of
+/// the message events' ingest.
+fn sorted_by_slot<T: Copy>(
+    targets: Vec<(T, (u32, u32))>,
+    slots: usize,
+    slot: impl Fn(T) -> usize,
+) -> Vec<(T, (u32, u32))> {
+    let mut starts = vec![0usize; slots + 1];
+    for (target, _) in &targets {
+        starts[slot(*target) + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut sorted = targets.clone();
+    for item in targets {
+        let at = &mut starts[slot(item.0)];
+        sorted[*at] = item;
+        *at += 1;
+    }
+    sorted
 }
 
 /// Splits `batches` by `targets` (`(target, (batch, row))` sorted): one interleave of
@@ -1314,6 +1344,36 @@ mod tests {
         // The threads' schedule does not show in the written order.
         for _ in 0..3 {
             assert_eq!(run_grouped(&rows, 7 * BUCKET_INPUT_BYTES), on_disk);
+        }
+    }
+
+    proptest::proptest! {
+        /// The counting sort orders rows as a comparison sort of `(target, (batch, row))`
+        /// does, for key buckets and date stores mixed, over several batches.
+        #[test]
+        fn sorted_by_slot_equals_sort_unstable(
+            rows in proptest::collection::vec((proptest::bool::ANY, 0u32..7, 0i32..DATE_STORES), 0..300),
+            batch_rows in 1usize..50,
+        ) {
+            let buckets = 7;
+            let targets: Vec<(Target, (u32, u32))> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, (keyed, bucket, store))| {
+                    let target = match keyed {
+                        true => Target::Bucket(*bucket),
+                        false => Target::DateStore(*store),
+                    };
+                    (target, ((i / batch_rows) as u32, (i % batch_rows) as u32))
+                })
+                .collect();
+            let mut expected = targets.clone();
+            expected.sort_unstable();
+            let sorted = sorted_by_slot(targets, buckets + DATE_STORES as usize, |t| match t {
+                Target::Bucket(b) => b as usize,
+                Target::DateStore(s) => buckets + s as usize,
+            });
+            proptest::prop_assert_eq!(sorted, expected);
         }
     }
 
