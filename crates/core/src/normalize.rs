@@ -69,9 +69,38 @@ pub fn phone(raw: &str) -> Option<String> {
 }
 
 /// Trims and lower-cases an email; `None` unless it has exactly one `@`, no whitespace,
-/// a non-empty local part and a domain with a dot.
+/// a non-empty local part and a domain with a dot. An ASCII address is checked in one
+/// pass over its bytes; other text goes through [`email_by_chars`]. Its five passes
+/// took 4.3% of the message events' ingest.
 pub fn email(raw: &str) -> Option<Cow<'_, str>> {
     let value = text(raw)?;
+    if !value.is_ascii() {
+        return email_by_chars(value);
+    }
+    let bytes = value.as_bytes();
+    let (mut at, mut upper) = (None, false);
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'@' if at.is_some() => return None,
+            b'@' => at = Some(i),
+            b'A'..=b'Z' => upper = true,
+            // `char::is_whitespace` of the ASCII range.
+            b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' => return None,
+            _ => {}
+        }
+    }
+    let at = at.filter(|at| *at > 0)?;
+    if !bytes[at + 1..].contains(&b'.') {
+        return None;
+    }
+    Some(match upper {
+        true => Cow::Owned(value.to_ascii_lowercase()),
+        false => Cow::Borrowed(value),
+    })
+}
+
+/// [`email`] of a trimmed value char by char: for text beyond ASCII (and the tests).
+fn email_by_chars(value: &str) -> Option<Cow<'_, str>> {
     let value = if value
         .bytes()
         .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
@@ -486,6 +515,15 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The one-pass check of ASCII addresses agrees with the char by char one, on
+        /// text made of the characters that decide: `@`, dots, cases, ASCII and other
+        /// whitespace, and letters beyond ASCII.
+        #[test]
+        fn ascii_emails_equal_the_char_by_char_check(raw in "[aZ@. \t\u{b}\u{c}\r\u{a0}\u{85}Ä_-]{0,12}") {
+            let by_chars = text(&raw).and_then(email_by_chars);
+            proptest::prop_assert_eq!(email(&raw), by_chars, "{:?}", raw);
+        }
 
         /// The fast path agrees with chrono's format list on every shape near the ones
         /// it takes: valid and invalid calendar values, DST gaps and overlaps (Berlin),
