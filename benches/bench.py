@@ -79,12 +79,44 @@ def job_file(data, lake, path):
     path.write_text(text)
 
 
-def csv_only_job(job, lake, path):
-    """The same job with only the CSV/TSV sources DuckDB also converts."""
+def sources_job(job, lake, path, names, suffix):
+    """The same job with only the sources `names`, into the lake `<lake>-<suffix>`."""
     text = job.read_text()
     head, *blocks = text.split("[[sources]]")
-    keep = [b for b in blocks if any(f'name = "{n}"' in b for n in ("metrica", "shopify", "messages"))]
-    path.write_text(head.replace(str(lake), str(lake) + "-csv") + "".join("[[sources]]" + b for b in keep))
+    keep = [b for b in blocks if any(f'name = "{n}"' in b for n in names)]
+    path.write_text(head.replace(str(lake), f"{lake}-{suffix}") + "".join("[[sources]]" + b for b in keep))
+
+
+def duck_metrica_same_output(files, out):
+    """DuckDB writing what crmflow's Metrica ingest writes: typed columns, placeholders to
+    NULL, local times to UTC, ClickHouse arrays to lists, the visits deduplicated on
+    (counterID, visitID) with the latest file's winning, the source file on every row,
+    one Parquet folder per business date. Left out: line numbers (read_csv has none; a
+    key repeated within a file keeps an arbitrary row), the cut-off and the quarantine."""
+    def array(column, cast=""):
+        items = f"string_split(nullif(trim(\"ym:s:{column}\", '[]'), ''), ',')"
+        return f"list_transform({items}, lambda x: x::{cast})" if cast else items
+    return f"""
+COPY (
+SELECT "ym:s:visitID" AS visit_id, "ym:s:counterID" AS counter_id,
+  timezone('Europe/Moscow', "ym:s:dateTime") AS visit_at, "ym:s:clientID" AS client_id,
+  nullif("ym:s:startURL", '') AS start_url, nullif("ym:s:lastTrafficSource", '') AS traffic_type,
+  nullif("ym:s:lastAdvEngine", '') AS adv_engine, nullif("ym:s:lastSearchEngine", '') AS search_engine,
+  nullif(nullif("ym:s:lastUTMSource", ''), '(not set)') AS utm_source,
+  nullif(nullif("ym:s:lastUTMMedium", ''), '(not set)') AS utm_medium,
+  nullif(nullif("ym:s:lastUTMCampaign", ''), '(not set)') AS utm_campaign,
+  nullif(nullif("ym:s:lastUTMContent", ''), '(not set)') AS utm_content,
+  nullif(nullif("ym:s:lastUTMTerm", ''), '(not set)') AS utm_term,
+  "ym:s:deviceCategory" AS device_category, "ym:s:pageViews" AS page_views,
+  "ym:s:visitDuration" AS visit_duration_s, "ym:s:bounce" = 1 AS bounce,
+  {array("purchaseID")} AS purchase_ids, {array("purchaseRevenue", "double")} AS purchase_revenue,
+  {array("goalsID")} AS goal_ids, filename AS _source_file, CAST("ym:s:dateTime" AS DATE) AS dt
+FROM read_csv({[str(p) for p in files]}, delim='\\t', quote='', escape='', header=true, filename=true,
+  ignore_errors=true, strict_mode=false, types={{'ym:s:visitID': 'VARCHAR', 'ym:s:clientID': 'VARCHAR',
+  'ym:s:counterID': 'VARCHAR', 'ym:s:dateTime': 'TIMESTAMP'}})
+QUALIFY row_number() OVER (PARTITION BY counter_id, visit_id ORDER BY filename DESC) = 1
+) TO '{out}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (dt));
+SELECT 1"""
 
 
 def size_mb(paths):
@@ -140,13 +172,27 @@ def bench_scale(crmflow, customers, work, threads, repeat):
 
     csv_mb = size_mb([p for files, _ in csvs.values() for p in files])
     csv_job = work / f"job-{customers}-csv.toml"
-    csv_only_job(job, lake, csv_job)
+    sources_job(job, lake, csv_job, ("metrica", "shopify", "messages"), "csv")
 
     def crmflow_csv():
         shutil.rmtree(str(lake) + "-csv", ignore_errors=True)
         return timed([crmflow, "run", str(csv_job), "--as-of", AS_OF, "--stage", "ingest"], env=env)[:2]
 
     csv_row = interleaved(crmflow_csv, duck_csv, repeat)
+    # Metrica again, DuckDB writing the same output as crmflow (duck_metrica_same_output).
+    metrica_job = work / f"job-{customers}-metrica.toml"
+    sources_job(job, lake, metrica_job, ("metrica",), "metrica")
+    metrica_files = csvs["metrica"][0]
+
+    def crmflow_metrica():
+        shutil.rmtree(str(lake) + "-metrica", ignore_errors=True)
+        return timed([crmflow, "run", str(metrica_job), "--as-of", AS_OF, "--stage", "ingest"], env=env)[:2]
+
+    def duck_metrica():
+        shutil.rmtree(out / "metrica", ignore_errors=True)
+        return duck(duck_metrica_same_output(metrica_files, out / "metrica"), threads)[:2]
+
+    metrica_row = interleaved(crmflow_metrica, duck_metrica, repeat)
     duck_by_source = {name: (statistics.median(s for s, _ in runs), max(mb for _, mb in runs))
                       for name, runs in duck_runs.items()}
     rows.append(dict(stage="ingest (all 9 sources)", crmflow_s=s, crmflow_rss_mb=mb, rows=n,
@@ -156,6 +202,11 @@ def bench_scale(crmflow, customers, work, threads, repeat):
                      input_mb=round(csv_mb, 1), mb_per_s=round(csv_mb / csv_row["crmflow_s"], 1),
                      note=pairs_note(csv_row) + "DuckDB: read_csv -> COPY TO Parquet, no normalisation, dedup, "
                      "cut-off or quarantine"))
+    metrica_mb = size_mb(metrica_files)
+    rows.append(dict(stage="ingest Metrica, DuckDB writing the same output", **metrica_row,
+                     input_mb=round(metrica_mb, 1), mb_per_s=round(metrica_mb / metrica_row["crmflow_s"], 1),
+                     note=pairs_note(metrica_row) + "DuckDB: typed, arrays, UTC, dedup (latest file wins), "
+                     "a folder per date; no line numbers, cut-off or quarantine"))
     # Each source of the whole ingest (sources run two at a time, one core each); the
     # CSV/TSV ones beside DuckDB converting the same files alone, on every core.
     for src in ingest_record["sources"]:
