@@ -29,11 +29,11 @@ use crate::stage::Quarantined;
 const DICTIONARY_BYTES: usize = 16 << 10;
 
 /// Writer settings of every lake table: zstd(1), about 24% faster than zstd(3) for 2% more
-/// bytes. The lineage column `_source_line` grows within a date (rows keep their read order),
-/// so it is delta-encoded without dictionary: at 1M customers the message events' column
-/// took 29 MB instead of 99 MB, and the table 177 MB instead of 247 MB; Metrica's table
-/// 265 MB instead of 282 MB. Other settings were measured without gain. Writing Metrica's dates at 1M customers
-/// took 12.1-12.3 s as set here. It took 10.6-12.9 s with any one of these changes:
+/// bytes. The lineage column `_source_line` grows within a date (rows keep their read
+/// order), so it is delta-encoded without dictionary: at 1M customers the message events'
+/// column took 29 MB instead of 99 MB, and the table 177 MB instead of 247 MB; Metrica's
+/// table 265 MB instead of 282 MB. Other settings were measured without gain. Writing
+/// Metrica's dates at 1M customers took 12.1-12.3 s as set here. It took 10.6-12.9 s with any one of these changes:
 /// statistics per column chunk or none, 8192-value write batches, or no dictionaries.
 /// The whole Metrica ingest was 29.9-34.8 s with and without dictionaries.
 pub fn writer_properties() -> WriterProperties {
@@ -381,6 +381,7 @@ mod tests {
             lake.get("t.parquet").await.unwrap().unwrap()
         });
         let pages = data_page_encodings(bytes);
+        assert!(pages.values().all(|column| !column.is_empty()), "{pages:?}");
         assert!(
             pages["_source_line"]
                 .iter()
