@@ -411,10 +411,7 @@ impl Spill {
             }
             _ => {
                 let slots = n + DATE_STORES as usize;
-                let targets = sorted_by_slot(targets, slots, |target| match target {
-                    Target::Bucket(bucket) => bucket as usize,
-                    Target::DateStore(store) => n + store as usize,
-                });
+                let targets = sorted_by_slot(targets, slots, |target| target.slot(n));
                 split_runs(batches, &targets, t.name)?
             }
         };
@@ -752,6 +749,17 @@ fn index_columns(
 enum Target {
     Bucket(u32),
     DateStore(i32),
+}
+
+impl Target {
+    /// The target's place in `(target, ...)` order among `buckets` key buckets and the
+    /// date stores after them: the slot of [`sorted_by_slot`].
+    fn slot(self, buckets: usize) -> usize {
+        match self {
+            Target::Bucket(bucket) => bucket as usize,
+            Target::DateStore(store) => buckets + store as usize,
+        }
+    }
 }
 
 /// `targets` (`(target, (batch, row))`, in `(batch, row)` order) sorted as
@@ -1369,10 +1377,7 @@ mod tests {
                 .collect();
             let mut expected = targets.clone();
             expected.sort_unstable();
-            let sorted = sorted_by_slot(targets, buckets + DATE_STORES as usize, |t| match t {
-                Target::Bucket(b) => b as usize,
-                Target::DateStore(s) => buckets + s as usize,
-            });
+            let sorted = sorted_by_slot(targets, buckets + DATE_STORES as usize, |t| t.slot(buckets));
             proptest::prop_assert_eq!(sorted, expected);
         }
     }
