@@ -43,6 +43,17 @@ def duck(sql, threads):
     return timed([sys.executable, "-c", code])
 
 
+# The six heuristic models of spec/marts.md.
+MODELS = ("first_touch", "last_non_direct", "last_touch", "linear", "position_based", "time_decay")
+
+
+def checks(queries):
+    """DuckDB statements that fail the script when a query returns a row: the data tests
+    crmflow runs on the same tables as it builds them (in each model's .toml)."""
+    return "".join(f"SELECT CASE WHEN count(*) > 0 THEN error('crmflow data test {i} fails') ELSE 0 END "
+                   f"FROM ({q});\n" for i, q in enumerate(queries, 1))
+
+
 def interleaved(run_crmflow, run_duckdb, repeat):
     """Runs crmflow and DuckDB `repeat` times, the one first, then the other, in turn
     (crmflow first in pairs 1, 3, ...), so that neither side always has the warmer page
@@ -127,6 +138,87 @@ def last_run_record(lake):
     """The run record of the latest run on this lake (`<lake>/_runs/*.json`)."""
     records = [json.loads(p.read_text()) for p in (lake / "_runs").glob("*.json")]
     return max(records, key=lambda r: r["started_at"])
+
+
+def duck_attribution(marts, out):
+    """DuckDB's heuristic attribution: int_conversion_touches, int_attribution_paths and
+    attribution_credits from crmflow's marts, and their data tests."""
+    attribution_checks = checks([
+        # int_attribution_paths' three tests (DuckDB's paths have no empty path)
+        "SELECT * FROM paths WHERE conversion_id IS NULL OR n IS NULL OR decay_weight IS NULL OR last_nd IS NULL",
+        "SELECT * FROM paths WHERE NOT coalesce((touch_id IS NULL) = (n = 0) AND (pos IS NULL) = (n = 0), false)",
+        "SELECT conversion_id FROM paths GROUP BY conversion_id "
+        "HAVING sum(CASE WHEN pos = last_nd THEN 1 ELSE 0 END) <> 1 OR abs(sum(decay_weight) - 1) > 1e-9",
+        # attribution_credits' three tests
+        "SELECT * FROM credits WHERE conversion_id IS NULL OR model IS NULL OR channel IS NULL "
+        "OR credit IS NULL OR value_credit IS NULL",
+        "SELECT conversion_id FROM credits GROUP BY conversion_id HAVING "
+        + " OR ".join(f"abs(coalesce(sum(credit) FILTER (WHERE model = '{m}'), 0) - 1) > 1e-6" for m in MODELS)
+        + " OR count(*) FILTER (WHERE model NOT IN (" + ", ".join(f"'{m}'" for m in MODELS) + ")) > 0",
+        "SELECT * FROM credits WHERE NOT coalesce(credit >= 0 AND credit <= 1.000000001, false)"])
+    # The spec's attribution_credits (spec/marts.md): the same twelve columns and
+    # six models as crmflow's. Unordered: crmflow writes its table in (conversion,
+    # position) order, which DuckDB would have to sort 55M rows for at 1M.
+    return f"""
+CREATE TABLE ct AS SELECT c.conversion_id, c.conversion_type, c.customer_id, c.converted_at, c.value,
+  t.touch_id, t.touch_at, t.channel, t.campaign,
+  row_number() OVER (PARTITION BY c.conversion_id ORDER BY t.touch_at, t.touch_id) AS pos,
+  count(*) OVER (PARTITION BY c.conversion_id) AS n
+FROM read_parquet('{marts}/conversions/*.parquet') c
+JOIN read_parquet('{marts}/touchpoints/*.parquet') t
+  ON t.customer_id = c.customer_id AND t.touch_at <= c.converted_at
+ AND t.touch_at >= c.converted_at - INTERVAL 30 DAY
+WHERE c.conversion_type IN ('order', 'lead');
+CREATE TABLE paths AS SELECT *,
+  pow(2, -epoch(converted_at - touch_at) / 86400.0 / 7) / sum(pow(2, -epoch(converted_at - touch_at) / 86400.0 / 7))
+    OVER (PARTITION BY conversion_id) AS decay_weight,
+  coalesce(max(CASE WHEN channel NOT IN ('Direct', 'Internal') THEN pos END) OVER (PARTITION BY conversion_id), n) AS last_nd
+FROM ct;
+CREATE TABLE credits AS
+SELECT conversion_id, conversion_type, customer_id, converted_at, m.model, touch_id, pos AS position, n AS path_length,
+  channel, campaign, credit, credit * value AS value_credit
+FROM (SELECT *, CASE m.model
+    WHEN 'first_touch' THEN CASE WHEN pos = 1 THEN 1.0 ELSE 0.0 END
+    WHEN 'last_touch' THEN CASE WHEN pos = n THEN 1.0 ELSE 0.0 END
+    WHEN 'last_non_direct' THEN CASE WHEN pos = last_nd THEN 1.0 ELSE 0.0 END
+    WHEN 'linear' THEN 1.0 / n
+    WHEN 'position_based' THEN CASE WHEN n = 1 THEN 1.0 WHEN n = 2 THEN 0.5 WHEN pos = 1 OR pos = n THEN 0.4 ELSE 0.2 / (n - 2) END
+    ELSE decay_weight END AS credit
+  FROM paths CROSS JOIN (VALUES ('first_touch'), ('last_non_direct'), ('last_touch'), ('linear'),
+                        ('position_based'), ('time_decay')) m(model)) m;
+COPY credits TO '{out}/credits.parquet' (FORMAT parquet);
+{attribution_checks}SELECT count(*) FROM credits"""
+
+
+def duck_cohort_rfm(marts, out):
+    """DuckDB's int_purchases, cohort_retention and rfm from crmflow's marts, and their
+    data tests."""
+    cohort_checks = checks([
+        # int_purchases, cohort_retention and rfm's seven tests
+        "SELECT customer_id, k FROM p GROUP BY customer_id, k HAVING count(*) > 1",
+        "SELECT cohort, month_offset FROM cohorts GROUP BY cohort, month_offset HAVING count(*) > 1",
+        "SELECT * FROM cohorts c JOIN (SELECT m, count(*) AS size FROM p WHERE k = 1 GROUP BY m) s ON s.m = c.cohort "
+        "WHERE (c.month_offset = 0 AND c.customers <> s.size) OR c.customers > s.size",
+        "SELECT * FROM cohorts WHERE NOT coalesce(customers >= 0, false)",
+        "SELECT customer_id FROM rfm GROUP BY customer_id HAVING count(*) > 1",
+        "SELECT * FROM rfm WHERE NOT coalesce(r_score BETWEEN 1 AND 5 AND f_score BETWEEN 1 AND 5 "
+        "AND m_score BETWEEN 1 AND 5, false)",
+        f"SELECT * FROM rfm WHERE customer_id IS NOT NULL AND customer_id NOT IN "
+        f"(SELECT customer_id FROM read_parquet('{marts}/customers/*.parquet') WHERE customer_id IS NOT NULL)"])
+    return f"""
+CREATE TABLE p AS SELECT customer_id, converted_at, value,
+  row_number() OVER (PARTITION BY customer_id ORDER BY converted_at, conversion_id) AS k,
+  date_trunc('month', converted_at AT TIME ZONE 'Europe/Moscow') AS m
+FROM read_parquet('{marts}/conversions/*.parquet') WHERE conversion_type = 'order' AND customer_id IS NOT NULL;
+CREATE TABLE cohorts AS SELECT f.m AS cohort, datediff('month', f.m, p.m) AS month_offset, count(DISTINCT p.customer_id) AS customers
+FROM p JOIN (SELECT customer_id, m FROM p WHERE k = 1) f USING (customer_id) GROUP BY 1, 2;
+CREATE TABLE rfm AS SELECT customer_id, r, f, mon,
+  ntile(5) OVER (ORDER BY r DESC, customer_id) AS r_score, ntile(5) OVER (ORDER BY f, customer_id) AS f_score,
+  ntile(5) OVER (ORDER BY mon, customer_id) AS m_score FROM
+  (SELECT customer_id, datediff('day', max(converted_at), TIMESTAMP '{AS_OF} 23:59:59') AS r, count(*) AS f, sum(value) AS mon FROM p GROUP BY 1);
+COPY cohorts TO '{out}/cohorts.parquet' (FORMAT parquet);
+COPY rfm TO '{out}/rfm.parquet' (FORMAT parquet);
+{cohort_checks}SELECT count(*) FROM rfm"""
 
 
 def bench_scale(crmflow, customers, work, threads, repeat):
@@ -224,63 +316,19 @@ def bench_scale(crmflow, customers, work, threads, repeat):
     s, mb, n = stage("models")
     rows.append(dict(stage="models (all 35)", crmflow_s=s, crmflow_rss_mb=mb, rows=n, rows_per_s=round(n / s)))
     # The heuristic models, cohorts and RFM alone in crmflow, then in DuckDB.
-    for name, select in [("attribution heuristics", "int_conversion_touches,int_attribution_paths,attribution_credits"),
-                         ("cohort_retention + rfm", "int_purchases,cohort_retention,rfm")]:
-        marts = lake / "marts"
-        if name.startswith("attribution"):
-            # The spec's attribution_credits (spec/marts.md): the same twelve columns and
-            # six models as crmflow's. Unordered: crmflow writes its table in (conversion,
-            # position) order, which DuckDB would have to sort 55M rows for at 1M.
-            sql = f"""
-CREATE TABLE ct AS SELECT c.conversion_id, c.conversion_type, c.customer_id, c.converted_at, c.value,
-  t.touch_id, t.touch_at, t.channel, t.campaign,
-  row_number() OVER (PARTITION BY c.conversion_id ORDER BY t.touch_at, t.touch_id) AS pos,
-  count(*) OVER (PARTITION BY c.conversion_id) AS n
-FROM read_parquet('{marts}/conversions/*.parquet') c
-JOIN read_parquet('{marts}/touchpoints/*.parquet') t
-  ON t.customer_id = c.customer_id AND t.touch_at <= c.converted_at
- AND t.touch_at >= c.converted_at - INTERVAL 30 DAY
-WHERE c.conversion_type IN ('order', 'lead');
-CREATE TABLE paths AS SELECT *,
-  pow(2, -epoch(converted_at - touch_at) / 86400.0 / 7) / sum(pow(2, -epoch(converted_at - touch_at) / 86400.0 / 7))
-    OVER (PARTITION BY conversion_id) AS decay_weight,
-  coalesce(max(CASE WHEN channel NOT IN ('Direct', 'Internal') THEN pos END) OVER (PARTITION BY conversion_id), n) AS last_nd
-FROM ct;
-CREATE TABLE credits AS
-SELECT conversion_id, conversion_type, customer_id, converted_at, m.model, touch_id, pos AS position, n AS path_length,
-  channel, campaign, credit, credit * value AS value_credit
-FROM (SELECT *, CASE m.model
-    WHEN 'first_touch' THEN CASE WHEN pos = 1 THEN 1.0 ELSE 0.0 END
-    WHEN 'last_touch' THEN CASE WHEN pos = n THEN 1.0 ELSE 0.0 END
-    WHEN 'last_non_direct' THEN CASE WHEN pos = last_nd THEN 1.0 ELSE 0.0 END
-    WHEN 'linear' THEN 1.0 / n
-    WHEN 'position_based' THEN CASE WHEN n = 1 THEN 1.0 WHEN n = 2 THEN 0.5 WHEN pos = 1 OR pos = n THEN 0.4 ELSE 0.2 / (n - 2) END
-    ELSE decay_weight END AS credit
-  FROM paths CROSS JOIN (VALUES ('first_touch'), ('last_non_direct'), ('last_touch'), ('linear'),
-                                ('position_based'), ('time_decay')) m(model)) m;
-COPY credits TO '{out}/credits.parquet' (FORMAT parquet);
-SELECT count(*) FROM credits"""
-        else:
-            sql = f"""
-CREATE TABLE p AS SELECT customer_id, converted_at, value,
-  row_number() OVER (PARTITION BY customer_id ORDER BY converted_at, conversion_id) AS k,
-  date_trunc('month', converted_at AT TIME ZONE 'Europe/Moscow') AS m
-FROM read_parquet('{marts}/conversions/*.parquet') WHERE conversion_type = 'order' AND customer_id IS NOT NULL;
-CREATE TABLE cohorts AS SELECT f.m AS cohort, datediff('month', f.m, p.m) AS month_offset, count(DISTINCT p.customer_id) AS customers
-FROM p JOIN (SELECT customer_id, m FROM p WHERE k = 1) f USING (customer_id) GROUP BY 1, 2;
-CREATE TABLE rfm AS SELECT customer_id, r, f, mon,
-  ntile(5) OVER (ORDER BY r DESC, customer_id) AS r_score, ntile(5) OVER (ORDER BY f, customer_id) AS f_score,
-  ntile(5) OVER (ORDER BY mon, customer_id) AS m_score FROM
-  (SELECT customer_id, datediff('day', max(converted_at), TIMESTAMP '{AS_OF} 23:59:59') AS r, count(*) AS f, sum(value) AS mon FROM p GROUP BY 1);
-COPY cohorts TO '{out}/cohorts.parquet' (FORMAT parquet);
-COPY rfm TO '{out}/rfm.parquet' (FORMAT parquet);
-SELECT count(*) FROM rfm"""
+    marts = lake / "marts"
+    for name, select, duck_sql in [
+            ("attribution heuristics", "int_conversion_touches,int_attribution_paths,attribution_credits",
+             duck_attribution),
+            ("cohort_retention + rfm", "int_purchases,cohort_retention,rfm", duck_cohort_rfm)]:
+        sql = duck_sql(marts, out)
         compared = interleaved(
             lambda: timed([crmflow, "models", "--job", str(job), "run", "--select", select, "--as-of", AS_OF],
                           env=env)[:2],
             lambda: duck(sql, threads)[:2], repeat)
         rows.append(dict(stage=name, **compared,
-                         note=pairs_note(compared) + "crmflow time includes process start, engine build and data tests"))
+                         note=pairs_note(compared) + "both run the models' data tests (DuckDB: the same conditions as "
+                         "queries after its tables); crmflow's time includes process start and engine build"))
     # Issue 5's figure: all seven attribution models (the heuristics and Markov's paths,
     # chain and channel table) from conversions and touchpoints, in one process.
     seven = ("int_conversion_touches,int_attribution_paths,attribution_credits,"

@@ -39,10 +39,17 @@ pub fn mart_folder(model: &str) -> String {
     format!("marts/{model}")
 }
 
+/// Settings of every model's Parquet: zstd level 1, and dictionaries of at most 16 KiB
+/// per column chunk, as the raw tables' (parquet's default is 1 MiB): near-unique columns
+/// (conversion, touch and customer ids) are written plain after a few hundred values, and
+/// zstd compresses their repeats. At 1M customers `attribution_credits` (55M rows) took
+/// 246 MB instead of 265 MB, built in 23.2-32.4 s against 26.2-32.2 s (four interleaved
+/// pairs on a noisy machine).
 fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_created_by("crmflow".to_string())
+        .set_dictionary_page_size_limit(16 << 10)
         .build()
 }
 
