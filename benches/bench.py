@@ -156,6 +156,7 @@ def duck_attribution(marts, out):
         + " OR ".join(f"abs(coalesce(sum(credit) FILTER (WHERE model = '{m}'), 0) - 1) > 1e-6" for m in MODELS)
         + " OR count(*) FILTER (WHERE model NOT IN (" + ", ".join(f"'{m}'" for m in MODELS) + ")) > 0",
         "SELECT * FROM credits WHERE NOT coalesce(credit >= 0 AND credit <= 1.000000001, false)"])
+    model_rows = ", ".join(f"('{m}')" for m in MODELS)
     # The spec's attribution_credits (spec/marts.md): the same twelve columns and
     # six models as crmflow's. Unordered: crmflow writes its table in (conversion,
     # position) order, which DuckDB would have to sort 55M rows for at 1M.
@@ -184,8 +185,7 @@ FROM (SELECT *, CASE m.model
     WHEN 'linear' THEN 1.0 / n
     WHEN 'position_based' THEN CASE WHEN n = 1 THEN 1.0 WHEN n = 2 THEN 0.5 WHEN pos = 1 OR pos = n THEN 0.4 ELSE 0.2 / (n - 2) END
     ELSE decay_weight END AS credit
-  FROM paths CROSS JOIN (VALUES ('first_touch'), ('last_non_direct'), ('last_touch'), ('linear'),
-                        ('position_based'), ('time_decay')) m(model)) m;
+  FROM paths CROSS JOIN (VALUES {model_rows}) m(model)) m;
 COPY credits TO '{out}/credits.parquet' (FORMAT parquet);
 {attribution_checks}SELECT count(*) FROM credits"""
 

@@ -185,8 +185,11 @@ pub async fn run_tests(
     vars: &VarSet,
     proven_unique: &[Vec<String>],
 ) -> Vec<TestOutcome> {
-    let concurrent = ctx.state().config().target_partitions().max(1);
-    let one_partition = one_partition_context(ctx);
+    let mut state = ctx.state();
+    let concurrent = state.config().target_partitions().max(1);
+    // The job's context (its catalog, memory pool and settings) with one partition.
+    state.config_mut().options_mut().execution.target_partitions = 1;
+    let one_partition = SessionContext::new_with_state(state);
     let outcome = |test: String, severity, result: Result<(u64, String), String>| {
         let (failing_rows, sample, error) = match result {
             Ok((failing_rows, sample)) => (failing_rows, sample, None),
@@ -261,13 +264,6 @@ enum Planned {
         severity: Severity,
         sql: String,
     },
-}
-
-/// The job's context (its catalog, memory pool and settings) with one partition.
-fn one_partition_context(ctx: &SessionContext) -> SessionContext {
-    let mut state = ctx.state();
-    state.config_mut().options_mut().execution.target_partitions = 1;
-    SessionContext::new_with_state(state)
 }
 
 async fn run_one(ctx: &SessionContext, sql: &str) -> Result<(u64, String)> {
