@@ -295,7 +295,8 @@ async fn models(args: ModelsArgs) -> Result<()> {
                 let m = &env.project.models[&name];
                 if m.config.materialized == crmflow_transform::models::Materialization::View {
                     let sql = env.vars.render(&m.sql, &m.path)?;
-                    crmflow_transform::materialize::run_model(&env.ctx, &lake, m, &sql).await?;
+                    crmflow_transform::materialize::run_model(&env.ctx, &lake, m, &sql, &env.vars)
+                        .await?;
                 }
                 for t in crmflow_transform::datatests::run_tests(
                     &env.ctx,

@@ -83,7 +83,7 @@ pub async fn models(
             if !selected.contains(name) {
                 if is_view {
                     // Unselected views are planned so that selected models can read them.
-                    let _ = run_model(&env.ctx, lake, model, &sql).await;
+                    let _ = run_model(&env.ctx, lake, model, &sql, &vars).await;
                 }
                 done.insert(name.clone());
                 i = 0;
@@ -145,7 +145,7 @@ async fn build_and_test(
 ) -> Built {
     let name = model.name.clone();
     let started = Instant::now();
-    let written = match run_model(&ctx, &lake, &model, &sql).await {
+    let written = match run_model(&ctx, &lake, &model, &sql, &vars).await {
         Ok(written) => written,
         Err(e) => {
             tracing::error!(model = %name, error = %e, "model failed");
@@ -163,7 +163,7 @@ async fn build_and_test(
         &name,
         &model.config.tests,
         &vars,
-        &written.unique_keys,
+        &written.passed_tests,
     )
     .await;
     for t in tests.iter().filter(|t| !t.passed()) {

@@ -73,6 +73,36 @@ fn quote_ident(c: &str) -> String {
 }
 
 impl DataTest {
+    /// For a test of rows one at a time (`not_null`, `accepted_values`, `expression`),
+    /// the SQL condition an offending row meets (never NULL); `None` for the other kinds.
+    /// The test's query is `SELECT * FROM <model> WHERE <condition>`, and the same
+    /// condition decides the test as the table is written ([`crate::row_tests`]).
+    pub fn row_failure(&self) -> Option<String> {
+        if let Some(cols) = &self.not_null {
+            return Some(
+                cols.iter()
+                    .map(|c| format!("{} IS NULL", quote_ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(" OR "),
+            );
+        }
+        if let Some(a) = &self.accepted_values {
+            let values = a
+                .values
+                .iter()
+                .map(|v| crate::vars::quote(v))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let c = quote_ident(&a.column);
+            return Some(format!(
+                "{c} IS NOT NULL AND CAST({c} AS VARCHAR) NOT IN ({values})"
+            ));
+        }
+        self.expression
+            .as_ref()
+            .map(|e| format!("NOT COALESCE(({e}), false)"))
+    }
+
     /// The test's name and the SQL that returns the offending rows of `model`.
     pub fn compile(&self, model: &str) -> Result<(String, String), String> {
         let m = quote_ident(model);
@@ -88,28 +118,19 @@ impl DataTest {
                 format!("SELECT {list}, count(*) AS occurrences FROM {m} GROUP BY {list} HAVING count(*) > 1"),
             ));
         }
+        let rows_where = |failure: Option<String>| {
+            format!("SELECT * FROM {m} WHERE {}", failure.unwrap_or_default())
+        };
         if let Some(cols) = &self.not_null {
-            let cond = cols
-                .iter()
-                .map(|c| format!("{} IS NULL", quote_ident(c)))
-                .collect::<Vec<_>>()
-                .join(" OR ");
             kinds.push((
                 format!("not_null({})", cols.join(", ")),
-                format!("SELECT * FROM {m} WHERE {cond}"),
+                rows_where(self.row_failure()),
             ));
         }
         if let Some(a) = &self.accepted_values {
-            let values = a
-                .values
-                .iter()
-                .map(|v| crate::vars::quote(v))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let c = quote_ident(&a.column);
             kinds.push((
                 format!("accepted_values({})", a.column),
-                format!("SELECT * FROM {m} WHERE {c} IS NOT NULL AND CAST({c} AS VARCHAR) NOT IN ({values})"),
+                rows_where(self.row_failure()),
             ));
         }
         if let Some(r) = &self.relationships {
@@ -125,10 +146,7 @@ impl DataTest {
             ));
         }
         if let Some(e) = &self.expression {
-            kinds.push((
-                format!("expression({e})"),
-                format!("SELECT * FROM {m} WHERE NOT COALESCE(({e}), false)"),
-            ));
+            kinds.push((format!("expression({e})"), rows_where(self.row_failure())));
         }
         if let Some(q) = &self.query {
             kinds.push((
@@ -167,9 +185,9 @@ impl TestOutcome {
 }
 
 /// Runs the tests of a model; run variables (`{{ var('...') }}`) in their SQL are filled in.
-/// A `unique` test of a key in `proven_unique` (keys no two rows share, checked as the
-/// table was written: [`crate::materialize::Materialized::unique_keys`]) passes without
-/// its query. Outcomes come in the order of `tests`.
+/// A test whose index is in `proven` (decided as the table was written:
+/// [`crate::materialize::Materialized::passed_tests`]) passes without its query.
+/// Outcomes come in the order of `tests`.
 ///
 /// Each query runs on one partition, and as many run at once as the job has partitions
 /// (cores). A test is a scan and an aggregate, and on the job's partitions a table written
@@ -183,7 +201,7 @@ pub async fn run_tests(
     model: &str,
     tests: &[DataTest],
     vars: &VarSet,
-    proven_unique: &[Vec<String>],
+    proven: &[usize],
 ) -> Vec<TestOutcome> {
     let mut state = ctx.state();
     let concurrent = state.config().target_partitions().max(1);
@@ -207,7 +225,8 @@ pub async fn run_tests(
     // Owned, so that the queries can run on tasks of their own.
     let planned: Vec<Planned> = tests
         .iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(index, t)| {
             let compiled = t.compile(model).and_then(|(name, sql)| {
                 vars.render(&sql, std::path::Path::new(&format!("{model}.toml")))
                     .map(|sql| (name, sql))
@@ -218,8 +237,8 @@ pub async fn run_tests(
                     let name = t.name.clone().unwrap_or_else(|| "invalid test".into());
                     Planned::Decided(outcome(name, t.severity, Err(e)))
                 }
-                Ok((name, _)) if t.unique.as_ref().is_some_and(|k| proven_unique.contains(k)) => {
-                    tracing::debug!(model, test = %name, "passed: no key repeated as the table was written");
+                Ok((name, _)) if proven.contains(&index) => {
+                    tracing::debug!(model, test = %name, "passed: decided as the table was written");
                     Planned::Decided(outcome(name, t.severity, Ok((0, String::new()))))
                 }
                 Ok((name, sql)) => Planned::Query {

@@ -12,6 +12,8 @@
 //! - [`materialize`]: running models and writing them atomically into the lake.
 //! - [`datatests`]: data tests beside each model.
 //! - [`sorted_keys`]: `unique` tests decided while a table is written in key order.
+//! - [`row_tests`]: `not_null`, `accepted_values` and `expression` tests decided while a
+//!   table is written.
 
 pub mod compact;
 pub mod datatests;
@@ -21,6 +23,7 @@ pub mod functions;
 pub mod materialize;
 pub mod models;
 pub mod row_number;
+pub mod row_tests;
 pub mod sorted_keys;
 pub mod vars;
 

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{SortExpr, col};
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
@@ -23,7 +24,9 @@ use crmflow_core::lake::Lake;
 use crate::engine::{LakeTable, lake_table, register};
 use crate::error::{Result, TransformError};
 use crate::models::{Materialization, Model};
+use crate::row_tests::RowTestCheck;
 use crate::sorted_keys::SortedKeyCheck;
+use crate::vars::VarSet;
 
 /// Key-value metadata key of a written table's sort order: its column names, joined by
 /// commas, each ascending; nulls last when [`SORT_NULLS_KEY`] says `last`, else first.
@@ -118,17 +121,19 @@ fn model_context(ctx: &SessionContext, model: &Model) -> Result<SessionContext> 
 pub struct Materialized {
     /// Rows written (0 for a view).
     pub rows: u64,
-    /// Keys of the model's `unique` tests that no two written rows share, proven as the
-    /// rows were written ([`crate::sorted_keys`]); their tests need no query.
-    pub unique_keys: Vec<Vec<String>>,
+    /// Indices of the model's tests decided as the rows were written, which need no
+    /// query: `unique` keys no two rows share ([`crate::sorted_keys`]) and row tests no
+    /// row failed ([`crate::row_tests`]).
+    pub passed_tests: Vec<usize>,
 }
 
-/// Runs one model with its rendered SQL.
+/// Runs one model with its rendered SQL; `vars` fill in its tests' conditions.
 pub async fn run_model(
     ctx: &SessionContext,
     lake: &Lake,
     model: &Model,
     sql: &str,
+    vars: &VarSet,
 ) -> Result<Materialized> {
     let query_err = |source| TransformError::Query {
         model: model.name.clone(),
@@ -154,10 +159,15 @@ pub async fn run_model(
                     other => other,
                 })?;
             let folder = mart_folder(&model.name);
-            let mut keys =
-                SortedKeyCheck::new(&model.config.tests, &sorted_by, df.schema().as_arrow());
+            let tests = &model.config.tests;
+            let mut keys = SortedKeyCheck::new(tests, &sorted_by, df.schema().as_arrow());
+            let mut rows_checked = RowTestCheck::new(ctx, &model.name, tests, vars, df.schema());
             let relative = format!("{folder}/part-0.parquet");
-            let rows = write_parquet(lake, &relative, df, &sorted_by, &mut keys)
+            let observe = |batch: &RecordBatch| {
+                keys.observe(batch);
+                rows_checked.observe(batch);
+            };
+            let rows = write_parquet(lake, &relative, df, &sorted_by, observe)
                 .await
                 .map_err(|e| match e {
                     TransformError::DataFusion(source) => query_err(source),
@@ -171,10 +181,16 @@ pub async fn run_model(
             };
             let provider = lake_table(&ctx.state(), lake, &table).await?;
             register(&ctx.state(), &model.name, provider)?;
-            Ok(Materialized {
-                rows,
-                unique_keys: keys.unique_keys(),
-            })
+            let unique_keys = keys.unique_keys();
+            let mut passed_tests = rows_checked.passed_tests();
+            passed_tests.extend(tests.iter().enumerate().filter_map(|(i, t)| {
+                t.unique
+                    .as_ref()
+                    .is_some_and(|k| unique_keys.contains(k))
+                    .then_some(i)
+            }));
+            passed_tests.sort_unstable();
+            Ok(Materialized { rows, passed_tests })
         }
     }
 }
@@ -183,13 +199,13 @@ pub async fn run_model(
 /// ([`crmflow_core::parquet_writer`]). `sorted_by` (the columns the frame is sorted by,
 /// ascending, nulls last) is recorded in the file's key-value metadata under
 /// [`SORTED_BY_KEY`], so that readers can declare the order to DataFusion and skip
-/// sorts the file already satisfies. `keys` sees every batch written.
+/// sorts the file already satisfies. `observe` sees every batch written.
 pub async fn write_parquet(
     lake: &Lake,
     relative: &str,
     df: DataFrame,
     sorted_by: &[String],
-    keys: &mut SortedKeyCheck,
+    mut observe: impl FnMut(&RecordBatch),
 ) -> Result<u64> {
     // Only our own key: metadata that came along from the tables read is dropped, so a
     // sort order is never inherited from an input.
@@ -201,7 +217,7 @@ pub async fn write_parquet(
     let schema = Arc::new(df.schema().as_arrow().clone().with_metadata(metadata));
     let stream = df.execute_stream().await?.map(|batch| {
         if let Ok(batch) = &batch {
-            keys.observe(batch);
+            observe(batch);
         }
         batch.map_err(TransformError::from)
     });
@@ -282,7 +298,10 @@ mod tests {
             },
         );
         assert_eq!(
-            run_model(&ctx, &lake, &m, sql).await.unwrap().rows,
+            run_model(&ctx, &lake, &m, sql, &VarSet::default())
+                .await
+                .unwrap()
+                .rows,
             1_000_000
         );
 
@@ -327,7 +346,7 @@ mod tests {
             ..ModelConfig::default()
         };
         assert_eq!(
-            run_model(&ctx, &lake, &model("m", config), SQL)
+            run_model(&ctx, &lake, &model("m", config), SQL, &VarSet::default())
                 .await
                 .unwrap()
                 .rows,
@@ -403,7 +422,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unique_tests_on_the_sort_key_are_decided_as_the_table_is_written() {
+    async fn unique_tests_on_the_sort_key_and_row_tests_are_decided_as_the_table_is_written() {
         use crate::datatests::{DataTest, run_tests};
         let dir = tempfile::tempdir().unwrap();
         let (ctx, lake) = context(dir.path()).await;
@@ -413,27 +432,51 @@ mod tests {
         };
         let config = ModelConfig {
             order_by: vec!["k".into(), "v".into()],
-            tests: vec![unique(&["v", "k"]), unique(&["k"]), unique(&["v"])],
+            tests: vec![
+                unique(&["v", "k"]),
+                unique(&["k"]),
+                unique(&["v"]),
+                DataTest {
+                    not_null: Some(vec!["v".into()]),
+                    ..DataTest::default()
+                },
+                DataTest {
+                    expression: Some("k > 1".into()),
+                    ..DataTest::default()
+                },
+                DataTest {
+                    accepted_values: Some(crate::datatests::AcceptedValues {
+                        column: "v".into(),
+                        values: vec!["a".into(), "b".into(), "c".into()],
+                    }),
+                    ..DataTest::default()
+                },
+            ],
             ..ModelConfig::default()
         };
         let vars = crate::vars::VarSet::default();
         // Keys repeat across the sort order (k = 1 twice), never as (k, v); `v` is not a
-        // prefix of the order and is left to its query.
+        // prefix of the order and is left to its query. No `v` is NULL or unaccepted;
+        // two rows fail `k > 1`, and their test runs its query.
         let sql = "SELECT * FROM (VALUES (2, 'b'), (1, 'a'), (1, 'c'), (3, 'a')) AS t(k, v)";
         let m = model("keys", config);
-        let written = run_model(&ctx, &lake, &m, sql).await.unwrap();
-        assert_eq!(
-            written.unique_keys,
-            vec![vec!["v".to_string(), "k".to_string()]]
-        );
-        let outcomes = run_tests(&ctx, "keys", &m.config.tests, &vars, &written.unique_keys).await;
+        let written = run_model(&ctx, &lake, &m, sql, &vars).await.unwrap();
+        assert_eq!(written.passed_tests, [0, 3, 5]);
+        let outcomes = run_tests(&ctx, "keys", &m.config.tests, &vars, &written.passed_tests).await;
         let failing: Vec<(&str, u64)> = outcomes
             .iter()
             .map(|t| (t.test.as_str(), t.failing_rows))
             .collect();
         assert_eq!(
             failing,
-            [("unique(v, k)", 0), ("unique(k)", 1), ("unique(v)", 1)]
+            [
+                ("unique(v, k)", 0),
+                ("unique(k)", 1),
+                ("unique(v)", 1),
+                ("not_null(v)", 0),
+                ("expression(k > 1)", 2),
+                ("accepted_values(v)", 0)
+            ]
         );
         assert!(
             outcomes[1].sample.contains("| 1 | 2           |"),
@@ -442,7 +485,7 @@ mod tests {
         );
         // Without the proof every query runs, and agrees.
         let queried = run_tests(&ctx, "keys", &m.config.tests, &vars, &[]).await;
-        assert!(queried[0].passed());
+        assert!(queried[0].passed() && queried[3].passed() && queried[5].passed());
     }
 
     #[tokio::test]
@@ -461,7 +504,8 @@ mod tests {
         let one = model("one", config);
         let own = model_context(&ctx, &one).unwrap();
         assert_eq!(own.state().config().target_partitions(), 1);
-        assert_eq!(run_model(&ctx, &lake, &one, SQL).await.unwrap().rows, 3);
+        let written = run_model(&ctx, &lake, &one, SQL, &VarSet::default()).await;
+        assert_eq!(written.unwrap().rows, 3);
         // The job's own context keeps its settings and sees the table written.
         let job = EngineConfig::default_for(chrono_tz::UTC).target_partitions;
         assert_eq!(ctx.state().config().target_partitions(), job);
