@@ -47,6 +47,7 @@ pub async fn models(
     select: &[String],
     record: &mut RunRecord,
 ) -> Result<ModelsOutcome> {
+    crate::allocator::map_large_buffers();
     let env = model_env(job, lake, as_of).await?;
     let selected: BTreeSet<String> = env
         .project
