@@ -11,9 +11,9 @@
 //! the arenas, which keep them resident once freed. At 1M customers the stage peaked
 //! anywhere from 3.2 to 4.75 GB on the same data (six runs, median 4.3 GB), and at 2.74,
 //! 2.99 and 3.77 GB with the threshold fixed at 1 MiB, in 282, 257 and 224 s against
-//! 222-302 s. Ingest, which
-//! allocates many buffers around that size, took 54.3 s instead of 47.3 s for the CSV
-//! sources with it, so only the models stage sets it ([`map_large_buffers`]).
+//! 222-302 s. Ingest, which allocates many buffers around that size, took 54.3 s instead
+//! of 47.3 s for the CSV sources with it, so only the models stage sets it
+//! ([`map_large_buffers`]).
 //!
 //! A `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES` set in the
 //! environment is left to glibc.

@@ -72,35 +72,41 @@ fn quote_ident(c: &str) -> String {
     format!("\"{}\"", c.replace('"', "\"\""))
 }
 
+/// The row condition of `not_null`: one of the columns is NULL.
+fn null_in(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| format!("{} IS NULL", quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+/// The row condition of `accepted_values`: a value not in the list (NULL is accepted).
+fn unaccepted(a: &AcceptedValues) -> String {
+    let values = a
+        .values
+        .iter()
+        .map(|v| crate::vars::quote(v))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let c = quote_ident(&a.column);
+    format!("{c} IS NOT NULL AND CAST({c} AS VARCHAR) NOT IN ({values})")
+}
+
+/// The row condition of `expression`: the expression is false or NULL.
+fn not_true(expression: &str) -> String {
+    format!("NOT COALESCE(({expression}), false)")
+}
+
 impl DataTest {
     /// For a test of rows one at a time (`not_null`, `accepted_values`, `expression`),
     /// the SQL condition an offending row meets (never NULL); `None` for the other kinds.
     /// The test's query is `SELECT * FROM <model> WHERE <condition>`, and the same
     /// condition decides the test as the table is written ([`crate::row_tests`]).
     pub fn row_failure(&self) -> Option<String> {
-        if let Some(cols) = &self.not_null {
-            return Some(
-                cols.iter()
-                    .map(|c| format!("{} IS NULL", quote_ident(c)))
-                    .collect::<Vec<_>>()
-                    .join(" OR "),
-            );
-        }
-        if let Some(a) = &self.accepted_values {
-            let values = a
-                .values
-                .iter()
-                .map(|v| crate::vars::quote(v))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let c = quote_ident(&a.column);
-            return Some(format!(
-                "{c} IS NOT NULL AND CAST({c} AS VARCHAR) NOT IN ({values})"
-            ));
-        }
-        self.expression
-            .as_ref()
-            .map(|e| format!("NOT COALESCE(({e}), false)"))
+        (self.not_null.as_deref().map(null_in))
+            .or_else(|| self.accepted_values.as_ref().map(unaccepted))
+            .or_else(|| self.expression.as_deref().map(not_true))
     }
 
     /// The test's name and the SQL that returns the offending rows of `model`.
@@ -118,19 +124,17 @@ impl DataTest {
                 format!("SELECT {list}, count(*) AS occurrences FROM {m} GROUP BY {list} HAVING count(*) > 1"),
             ));
         }
-        let rows_where = |failure: Option<String>| {
-            format!("SELECT * FROM {m} WHERE {}", failure.unwrap_or_default())
-        };
+        let rows_where = |failure: String| format!("SELECT * FROM {m} WHERE {failure}");
         if let Some(cols) = &self.not_null {
             kinds.push((
                 format!("not_null({})", cols.join(", ")),
-                rows_where(self.row_failure()),
+                rows_where(null_in(cols)),
             ));
         }
         if let Some(a) = &self.accepted_values {
             kinds.push((
                 format!("accepted_values({})", a.column),
-                rows_where(self.row_failure()),
+                rows_where(unaccepted(a)),
             ));
         }
         if let Some(r) = &self.relationships {
@@ -146,7 +150,7 @@ impl DataTest {
             ));
         }
         if let Some(e) = &self.expression {
-            kinds.push((format!("expression({e})"), rows_where(self.row_failure())));
+            kinds.push((format!("expression({e})"), rows_where(not_true(e))));
         }
         if let Some(q) = &self.query {
             kinds.push((
