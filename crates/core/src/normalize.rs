@@ -21,11 +21,24 @@ const PLACEHOLDERS: &[&str] = &[
 
 /// Trims a text value and maps empty, whitespace-only and placeholder values to `None`.
 pub fn text(raw: &str) -> Option<&str> {
-    let value = raw.trim();
+    let value = trim(raw);
     if value.is_empty() || is_placeholder(value) {
         None
     } else {
         Some(value)
+    }
+}
+
+/// `str::trim`, with a fast path for the common value that starts and ends with a
+/// visible ASCII character (every Unicode white space is either ASCII white space or not
+/// ASCII at all). At 1M customers `str::trim` alone took 2% of the message events'
+/// ingest CPU.
+#[inline]
+fn trim(raw: &str) -> &str {
+    match raw.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => raw,
+        [only] if only.is_ascii_graphic() => raw,
+        _ => raw.trim(),
     }
 }
 
@@ -344,6 +357,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_fast_trim_trims_as_str_does(raw in "[ \t\u{a0}\u{3000}]{0,2}[a-z ]{0,3}[ \t\u{a0}\u{3000}]{0,2}|\\PC{0,6}") {
+            prop_assert_eq!(trim(&raw), raw.trim());
+        }
+
         #[test]
         fn the_fast_date_shapes_read_as_the_formats_do(raw in "[0-9]{4}-?[0-9]{2}-?[0-9]{2}|[0-9 .x+-]{8,10}") {
             prop_assert_eq!(date(&raw), slow_date(&raw));

@@ -494,7 +494,7 @@ fn decode(bytes: Vec<u8>, decoding: Decoding) -> String {
 
 /// The position after the last `\n`.
 fn memrchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().rposition(|b| *b == b'\n').map(|i| i + 1)
+    memchr::memrchr(b'\n', bytes).map(|i| i + 1)
 }
 
 /// CSV field states, as the `csv` crate reads them: a quote opens a quoted field only
@@ -524,8 +524,16 @@ fn step(state: State, b: u8, delimiter: u8) -> (State, bool) {
 /// quote or line end to the next with `memchr` instead of visiting every byte (a quote
 /// opens a quoted field only at a field's start; `""` inside one is an escaped quote).
 fn last_record_end(bytes: &[u8], delimiter: u8) -> Option<usize> {
-    let mut last = None;
-    each_record_end(bytes, delimiter, |end| last = Some(end));
+    // The lines before the first quote are records of their own: the scan starts on the
+    // line of the first quote, and without a quote the last line end is the answer. A
+    // chunk of message events has no quote, and the scan that stopped at every line end
+    // took 1.4% of their ingest CPU at 1M customers.
+    let Some(first_quote) = memchr::memchr(b'"', bytes) else {
+        return memrchr_newline(bytes);
+    };
+    let start = memrchr_newline(&bytes[..first_quote]).unwrap_or(0);
+    let mut last = (start > 0).then_some(start);
+    each_record_end(&bytes[start..], delimiter, |end| last = Some(start + end));
     last
 }
 
@@ -727,7 +735,7 @@ mod tests {
         /// The memchr scan finds the record end the byte-by-byte states find, on text
         /// made of quotes, line ends, delimiters and letters.
         #[test]
-        fn record_end_scan_equals_the_states(text in "[\"\n,;a]{0,40}") {
+        fn record_end_scan_equals_the_states(text in "[\"\n,;a]{0,40}|[\n,a]{0,30}\"[\"\n,;a]{0,30}") {
             for delimiter in [b',', b';'] {
                 proptest::prop_assert_eq!(
                     last_record_end(text.as_bytes(), delimiter),

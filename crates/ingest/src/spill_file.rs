@@ -1,5 +1,5 @@
 //! One spill file: record batches appended, then read back by index. Each batch is one
-//! Arrow IPC message, stored as one LZ4 block (or as it is, with
+//! Arrow IPC message, its body stored as one LZ4 block (or as it is, with
 //! `ingest.spill_compression = "none"`); where each batch is in the file is kept in
 //! memory, so the file is only the batches, one after the other.
 //!
@@ -24,7 +24,8 @@ use arrow::ipc::writer::{
 };
 use arrow::ipc::{Block, MetadataVersion};
 
-/// Where one batch is in its file.
+/// Where one batch is in its file: its IPC message's metadata as it is, then the body
+/// (one LZ4 block when compressed).
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     /// Its first byte in the file, and how many bytes it takes there.
@@ -75,7 +76,7 @@ impl SpillWriter {
             )));
         }
         let options = IpcWriteOptions::default();
-        let (dictionaries, encoded) = IpcDataGenerator::default().encode(
+        let (dictionaries, mut encoded) = IpcDataGenerator::default().encode(
             batch,
             &mut DictionaryTracker::new(false),
             &options,
@@ -86,27 +87,36 @@ impl SpillWriter {
                 "dictionary columns in a spill file".into(),
             ));
         }
-        // Not a buffer kept from batch to batch: hundreds of date stores are written at
-        // once.
-        let mut message = Vec::with_capacity(encoded.arrow_data.len() + 1024);
-        let (meta, body) = write_message(&mut message, encoded, &options)?;
-        let stored = match self.compress {
+        // The message's metadata as it is, then its body (compressed or not) from the
+        // encoder's buffer: not the whole message copied into one buffer first.
+        let body = std::mem::take(&mut encoded.arrow_data);
+        let mut header = Vec::with_capacity(encoded.ipc_message.len() + 16);
+        let (meta, _) = write_message(&mut header, encoded, &options)?;
+        if meta != header.len() {
+            return Err(ArrowError::IpcError(format!(
+                "an IPC header of {} bytes said to take {meta}",
+                header.len()
+            )));
+        }
+        self.file.write_all(&header)?;
+        let stored_body = match self.compress {
             true => {
-                let compressed = lz4_flex::block::compress(&message);
+                let compressed = lz4_flex::block::compress(&body);
                 self.file.write_all(&compressed)?;
                 compressed.len()
             }
             false => {
-                self.file.write_all(&message)?;
-                message.len()
+                self.file.write_all(&body)?;
+                body.len()
             }
         };
+        let stored = meta + stored_body;
         self.entries.push(Entry {
             offset: self.written,
             stored,
-            message: message.len(),
+            message: meta + body.len(),
             meta,
-            body,
+            body: body.len(),
         });
         self.written += stored as u64;
         Ok(())
@@ -168,14 +178,16 @@ impl SpillReader {
         let mut message = MutableBuffer::from_len_zeroed(entry.message);
         match self.compressed {
             true => {
-                self.stored.resize(entry.stored, 0);
+                let (header, body) = message.as_slice_mut().split_at_mut(entry.meta);
+                file.read_exact(header)?;
+                self.stored.resize(entry.stored - entry.meta, 0);
                 file.read_exact(&mut self.stored)?;
-                let n = lz4_flex::block::decompress_into(&self.stored, message.as_slice_mut())
+                let n = lz4_flex::block::decompress_into(&self.stored, body)
                     .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
-                if n != entry.message {
+                if n != entry.body {
                     return Err(ArrowError::IpcError(format!(
-                        "batch {index} decompressed to {n} bytes, not {}",
-                        entry.message
+                        "batch {index}'s body decompressed to {n} bytes, not {}",
+                        entry.body
                     )));
                 }
             }

@@ -244,7 +244,12 @@ impl<'a> Delimited<'a> {
             };
             let raw = self.raw(start, end);
             let line = self.line;
-            self.advance(start, end);
+            if plain {
+                // A plain record ends before its newline: no line to count.
+                self.pos = end;
+            } else {
+                self.advance(start, end);
+            }
             if !plain {
                 // Quotes are ASCII, so unquoting keeps valid UTF-8 valid; checked anyway.
                 if let Err(e) = std::str::from_utf8(self.unquoted_text()) {
