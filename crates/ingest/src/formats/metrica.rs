@@ -152,7 +152,13 @@ impl Format for Metrica {
             staging,
             |rec, h, staging| {
                 let c = columns.get_or_insert_with(|| Columns::of(h));
-                let field = |col: Option<usize>| unescape_tsv(rec.get(col));
+                // Most records hold no backslash: their fields need no unescaping (a
+                // search per field took 3.6% of Metrica's ingest CPU at 1M customers).
+                let escaped = memchr::memchr(b'\\', rec.raw.as_bytes()).is_some();
+                let field = |col: Option<usize>| match escaped {
+                    true => unescape_tsv(rec.get(col)),
+                    false => Cow::Borrowed(rec.get(col)),
+                };
                 let (counter, visit) = (field(c.counter), field(c.visit));
                 let (Some(counter), Some(visit)) = (text(&counter), text(&visit)) else {
                     let column = if text(&counter).is_none() {
@@ -187,8 +193,11 @@ impl Format for Metrica {
                 let Some(date) = staging.date_of(visit_at) else {
                     return;
                 };
-                let t = |col: Option<usize>| tsv_text(rec.get(col));
-                let utm_values: [Option<Cow<str>>; UTM.len()] = c.utm.map(|u| tsv_text(rec.get(u)));
+                let t = |col: Option<usize>| match escaped {
+                    true => tsv_text(rec.get(col)),
+                    false => text(rec.get(col)).map(Cow::Borrowed),
+                };
+                let utm_values: [Option<Cow<str>>; UTM.len()] = c.utm.map(t);
                 let (ids, revenue, goals) =
                     (field(c.purchase_ids), field(c.revenue), field(c.goals));
                 let purchase_ids = clickhouse_array(&ids).map(|ids| {
@@ -274,6 +283,20 @@ mod tests {
         assert_eq!(
             q,
             [(4, "missing_primary_key"), (5, "unparseable_timestamp")]
+        );
+    }
+
+    #[test]
+    fn escaped_fields_are_unescaped_only_where_the_record_has_a_backslash() {
+        let tsv = "ym:s:visitID\tym:s:counterID\tym:s:dateTime\tym:s:UTMSource\tym:s:startURL\n\
+            1\t2\t2026-11-20 10:00:00\tmail\\tru\thttps://x/?q=a\\\\b\n\
+            2\t2\t2026-11-20 10:00:00\tmail\thttps://x/?q=a%5Cb\n";
+        let (b, _) = run(Box::new(Metrica { opts: opts() }), &[tsv], NO_CUTOFF);
+        assert_eq!(col(&b[0], "visit_id"), ["1", "2"]);
+        assert_eq!(col(&b[0], "utm_source"), ["mail\tru", "mail"]);
+        assert_eq!(
+            col(&b[0], "start_url"),
+            ["https://x/?q=a\\b", "https://x/?q=a%5Cb"]
         );
     }
 
