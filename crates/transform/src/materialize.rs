@@ -181,14 +181,8 @@ pub async fn run_model(
             };
             let provider = lake_table(&ctx.state(), lake, &table).await?;
             register(&ctx.state(), &model.name, provider)?;
-            let unique_keys = keys.unique_keys();
             let mut passed_tests = rows_checked.passed_tests();
-            passed_tests.extend(tests.iter().enumerate().filter_map(|(i, t)| {
-                t.unique
-                    .as_ref()
-                    .is_some_and(|k| unique_keys.contains(k))
-                    .then_some(i)
-            }));
+            passed_tests.extend(keys.passed_tests());
             passed_tests.sort_unstable();
             Ok(Materialized { rows, passed_tests })
         }

@@ -24,8 +24,8 @@ use crate::datatests::DataTest;
 /// A key (columns of a `unique` test) checkable against the sort order it is written in.
 #[derive(Debug, Clone)]
 struct Key {
-    /// As the test names them.
-    columns: Vec<String>,
+    /// The index of its test in the model's tests.
+    test: usize,
     /// Its length: the key is the first `len` columns of the sort order.
     len: usize,
     /// Two adjacent rows had this key (or a column could not be compared).
@@ -49,7 +49,8 @@ impl SortedKeyCheck {
     /// may differ (`-0.0`, NaN).
     pub fn new(tests: &[DataTest], sorted_by: &[String], schema: &Schema) -> Self {
         let mut keys = vec![];
-        for columns in tests.iter().filter_map(|t| t.unique.as_ref()) {
+        let unique = tests.iter().enumerate();
+        for (test, columns) in unique.filter_map(|(i, t)| Some((i, t.unique.as_ref()?))) {
             let len = columns.len();
             let Some(prefix) = sorted_by.get(..len) else {
                 continue;
@@ -69,7 +70,7 @@ impl SortedKeyCheck {
             });
             if len > 0 && named == sorted && exact {
                 keys.push(Key {
-                    columns: columns.clone(),
+                    test,
                     len,
                     repeated: false,
                 });
@@ -111,12 +112,13 @@ impl SortedKeyCheck {
         self.last = Some(columns.iter().map(|c| c.slice(rows - 1, 1)).collect());
     }
 
-    /// The keys (as their tests name them) no two rows shared.
-    pub fn unique_keys(&self) -> Vec<Vec<String>> {
+    /// The indices (in the model's tests) of the `unique` tests whose key no two rows
+    /// shared.
+    pub fn passed_tests(&self) -> Vec<usize> {
         self.keys
             .iter()
             .filter(|k| !k.repeated)
-            .map(|k| k.columns.clone())
+            .map(|k| k.test)
             .collect()
     }
 }
@@ -182,15 +184,10 @@ mod tests {
             unique(&["customer", "n", "score"]),
         ];
         let check = SortedKeyCheck::new(&tests, &sorted_by(&["customer", "n", "score"]), &schema());
-        assert_eq!(
-            check.unique_keys(),
-            vec![
-                vec!["n".to_string(), "customer".to_string()],
-                vec!["customer".to_string()]
-            ]
-        );
+        // unique(n, customer) and unique(customer).
+        assert_eq!(check.passed_tests(), [0, 1]);
         let none = SortedKeyCheck::new(&tests, &[], &schema());
-        assert!(none.unique_keys().is_empty());
+        assert!(none.passed_tests().is_empty());
     }
 
     #[test]
@@ -199,17 +196,17 @@ mod tests {
         let order = sorted_by(&["customer", "n"]);
         let mut check = SortedKeyCheck::new(&tests, &order, &schema());
         check.observe(&batch(&[Some("a"), Some("a")], &[Some(1), Some(2)]));
-        assert_eq!(check.unique_keys(), vec![vec!["customer", "n"]]);
+        assert_eq!(check.passed_tests(), [0], "unique(customer, n)");
         // The next batch starts with the last key of the one before.
         check.observe(&batch(&[Some("a"), Some("b")], &[Some(2), Some(1)]));
-        assert!(check.unique_keys().is_empty());
+        assert!(check.passed_tests().is_empty());
 
         let mut check = SortedKeyCheck::new(&tests, &order, &schema());
         check.observe(&batch(&[Some("a")], &[Some(1)]));
         check.observe(&batch(&[Some("b"), Some("c")], &[Some(1), Some(1)]));
         check.observe(&batch(&[], &[]));
         check.observe(&batch(&[Some("d")], &[Some(1)]));
-        assert_eq!(check.unique_keys().len(), 2);
+        assert_eq!(check.passed_tests().len(), 2);
     }
 
     #[test]
@@ -218,8 +215,8 @@ mod tests {
         let order = sorted_by(&["customer", "n"]);
         let mut check = SortedKeyCheck::new(&tests, &order, &schema());
         check.observe(&batch(&[Some("a"), None], &[Some(1), None]));
-        assert_eq!(check.unique_keys().len(), 1);
+        assert_eq!(check.passed_tests().len(), 1);
         check.observe(&batch(&[None], &[None]));
-        assert!(check.unique_keys().is_empty());
+        assert!(check.passed_tests().is_empty());
     }
 }
