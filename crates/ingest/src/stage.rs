@@ -102,6 +102,22 @@ impl Col {
         }
     }
 
+    /// An empty builder of this column's type for `rows` values (and `text_bytes` of
+    /// text for a text column); a list column keeps growing as it goes.
+    fn with_capacity(&self, rows: usize, text_bytes: usize) -> Option<Col> {
+        Some(match self {
+            Col::Str(_) => Col::Str(StringBuilder::with_capacity(rows, text_bytes)),
+            Col::I64(_) => Col::I64(Int64Builder::with_capacity(rows)),
+            Col::F64(_) => Col::F64(Float64Builder::with_capacity(rows)),
+            Col::Bool(_) => Col::Bool(BooleanBuilder::with_capacity(rows)),
+            Col::Ts(_) => {
+                Col::Ts(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"))
+            }
+            Col::Date(_) => Col::Date(Date32Builder::with_capacity(rows)),
+            Col::StrList(_) | Col::F64List(_) => return None,
+        })
+    }
+
     fn finish(&mut self) -> ArrayRef {
         match self {
             Col::Str(b) => Arc::new(b.finish()),
@@ -186,6 +202,29 @@ impl TableStage {
             stage: self,
             col: 0,
         }
+    }
+
+    /// Makes the empty builders big enough for `size` at once (a chunk's builders
+    /// otherwise grow by doubling, and each growth copies what they hold: 3.3% of the
+    /// message events' ingest CPU at 1M customers). Does nothing once rows are staged.
+    pub fn reserve(&mut self, size: &StageSize) {
+        if self.rows() > 0 || size.rows == 0 {
+            return;
+        }
+        let rows = size.rows + size.rows / 16;
+        let text = |i: usize| size.text_bytes.get(i).map_or(0, |b| b + b / 16);
+        for (i, col) in self.cols.iter_mut().enumerate() {
+            if let Some(sized) = col.with_capacity(rows, text(i)) {
+                *col = sized;
+            }
+        }
+        self.dates.reserve(rows);
+        self.files.reserve(rows);
+        self.lines.reserve(rows);
+        self.occurrences.reserve(rows);
+        // The staged key column is the second to last ([`staged_schema`]).
+        let key_bytes = text(size.text_bytes.len().saturating_sub(2));
+        self.keys = StringBuilder::with_capacity(rows, key_bytes);
     }
 
     /// A table whose keys group rows without collapsing them.
@@ -349,6 +388,28 @@ impl Reason {
     }
 }
 
+/// The rows and text bytes (per staged column, 0 for a column not text) of the biggest
+/// batch a table has staged from one chunk: the next chunks' builders are made that big
+/// ([`TableStage::reserve`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StageSize {
+    rows: usize,
+    text_bytes: Vec<usize>,
+}
+
+impl StageSize {
+    /// Grows to hold `batch` too (a staged batch).
+    fn include(&mut self, batch: &RecordBatch) {
+        self.rows = self.rows.max(batch.num_rows());
+        self.text_bytes.resize(batch.num_columns(), 0);
+        for (bytes, column) in self.text_bytes.iter_mut().zip(batch.columns()) {
+            if let Some(text) = column.as_string_opt::<i32>() {
+                *bytes = (*bytes).max(text.values().len());
+            }
+        }
+    }
+}
+
 /// A quarantined row.
 #[derive(Debug, Clone)]
 pub struct Quarantined {
@@ -378,6 +439,8 @@ pub struct Staging {
     pub tz: chrono_tz::Tz,
     /// Business dates of instants, the tz database asked once per day.
     local_days: crmflow_core::zone::LocalDays,
+    /// Per table, the biggest batch one chunk staged ([`Staging::absorb`]).
+    chunk_sizes: Vec<StageSize>,
 }
 
 impl Staging {
@@ -393,12 +456,17 @@ impl Staging {
             cutoff,
             tz,
             local_days: crmflow_core::zone::LocalDays::new(tz),
+            chunk_sizes: vec![],
         }
     }
 
     /// An empty staging area for parsing one chunk on its own ([`crate::parallel`]):
-    /// the same files, cut-off and time zone, no rows, counts or occurrences.
-    pub fn for_chunk(&self, tables: Vec<TableStage>) -> Self {
+    /// the same files, cut-off and time zone, no rows, counts or occurrences. Its builders
+    /// are as big as the biggest chunk absorbed so far needed.
+    pub fn for_chunk(&self, mut tables: Vec<TableStage>) -> Self {
+        for (stage, size) in tables.iter_mut().zip(&self.chunk_sizes) {
+            stage.reserve(size);
+        }
         Self {
             file_names: self.file_names.clone(),
             quarantined_per_file: vec![0; self.quarantined_per_file.len()],
@@ -419,8 +487,9 @@ impl Staging {
 
     /// Merges a chunk's staging area ([`Staging::for_chunk`]) parsed after everything
     /// staged here, and its staged batches ([`Staging::take_batches`]): adds its counts
-    /// and quarantined rows, and returns the batches with their occurrences renumbered
-    /// after this area's.
+    /// and quarantined rows, keeps the size of its batches for the next chunks' builders
+    /// ([`Staging::for_chunk`]), and returns the batches with their occurrences
+    /// renumbered after this area's.
     pub fn absorb(
         &mut self,
         mut chunk: Staging,
@@ -447,6 +516,10 @@ impl Staging {
         self.quarantine.append(&mut chunk.quarantine);
         let mut out = vec![];
         for (table, batch) in batches {
+            if self.chunk_sizes.len() <= table {
+                self.chunk_sizes.resize(table + 1, StageSize::default());
+            }
+            self.chunk_sizes[table].include(&batch);
             let n = batch.num_columns();
             let occurrences = batch.column(n - 1).as_primitive::<UInt64Type>();
             // 0 is no key: it stays 0.
@@ -532,5 +605,68 @@ impl Staging {
     pub fn loaded(&mut self, rows: u64) {
         self.counts.rows_read += rows;
         self.counts.rows_loaded += rows;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> TableStage {
+        TableStage::new(
+            "t",
+            Arc::new(Schema::new(vec![
+                Field::new("name", DataType::Utf8, true),
+                Field::new("n", DataType::Int64, true),
+            ])),
+        )
+    }
+
+    /// A chunk's staging area with `rows` rows, parsed and absorbed into `staging`.
+    fn stage_chunk(staging: &mut Staging, rows: usize) -> (usize, Vec<(usize, RecordBatch)>) {
+        let mut chunk = staging.for_chunk(vec![table()]);
+        let reserved = chunk.tables[0].dates.capacity();
+        for i in 0..rows {
+            let key = format!("key-{i}");
+            chunk.tables[0]
+                .row(20_000, 0, i as u64 + 2, Some((&key, i as u64 + 1)))
+                .str(Some(&format!("name {i}")))
+                .i64(Some(i as i64));
+        }
+        let batches = chunk.take_batches().unwrap();
+        (reserved, staging.absorb(chunk, batches).unwrap())
+    }
+
+    #[test]
+    fn a_chunks_builders_are_as_big_as_the_biggest_chunk_before() {
+        let mut staging = Staging::new(vec![table()], i64::MAX, chrono_tz::UTC);
+        let (reserved, first) = stage_chunk(&mut staging, 1000);
+        assert_eq!(reserved, 0, "the first chunk has nothing to go by");
+        let (reserved, second) = stage_chunk(&mut staging, 10);
+        assert!(reserved >= 1000, "{reserved}");
+        // A chunk bigger than the reservation grows as before.
+        let (reserved, third) = stage_chunk(&mut staging, 3000);
+        assert!((1000..3000).contains(&reserved), "{reserved}");
+        let (reserved, _) = stage_chunk(&mut staging, 1);
+        assert!(reserved >= 3000, "{reserved}");
+        // The rows are the same whatever the builders' size.
+        let sizes: Vec<usize> = [first, second, third]
+            .iter()
+            .map(|b| b[0].1.num_rows())
+            .collect();
+        assert_eq!(sizes, [1000, 10, 3000]);
+        let names =
+            |b: &[(usize, RecordBatch)]| b[0].1.column(0).as_string::<i32>().value(7).to_string();
+        assert_eq!(names(&stage_chunk(&mut staging, 8).1), "name 7");
+        let size = &staging.chunk_sizes[0];
+        assert_eq!(size.rows, 3000);
+        let text: usize = (0..3000).map(|i| format!("name {i}").len()).sum();
+        assert_eq!(size.text_bytes[0], text, "the name column's bytes");
+        let keys: usize = (0..3000).map(|i| format!("key-{i}").len()).sum();
+        assert_eq!(
+            size.text_bytes[size.text_bytes.len() - 2],
+            keys,
+            "the keys' bytes"
+        );
     }
 }
