@@ -261,15 +261,41 @@ fn iso_timestamp_micros(v: &[u8], tz: Tz) -> Option<Option<i64>> {
         }
         _ => return None,
     };
-    let Some(naive) = NaiveDate::from_ymd_opt(year as i32, month, day)
-        .and_then(|d| d.and_hms_nano_opt(hour, minute, second, nanos))
-    else {
+    // Seconds are at most 59 and the fraction below one second: no leap second here.
+    let (Some(days), true) = (civil_days(year, month, day), hour < 24 && minute < 60) else {
         return Some(None);
     };
+    let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    let micros = seconds * 1_000_000 + i64::from(nanos / 1000);
     Some(match offset_seconds {
-        None => local_to_utc_micros(naive, tz),
-        Some(offset) => Some(naive.and_utc().timestamp_micros() - i64::from(offset) * 1_000_000),
+        None => crate::zone::local_micros_to_utc(micros, tz),
+        Some(offset) => Some(micros - i64::from(offset) * 1_000_000),
     })
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date of years 0 to 9999, `None` when
+/// there is no such day; the arithmetic of Howard Hinnant's `days_from_civil`, a
+/// quarter of the time chrono took to build the date and count its days (3% of the
+/// message events' ingest CPU at 1M customers).
+fn civil_days(year: u32, month: u32, day: u32) -> Option<i64> {
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > month_days || year > 9999 {
+        return None;
+    }
+    // Years from March: January and February count with the year before.
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * i64::from((month + 9) % 12) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Some(era * 146_097 + day_of_era - 719_468)
 }
 
 /// `±HHMM` as seconds east of UTC; `None` when not digits or out of chrono's range.
@@ -568,6 +594,21 @@ mod tests {
                 proptest::prop_assert_eq!(fast, timestamp_micros_by_formats(&raw, tz), "{}", raw);
             }
             proptest::prop_assert_eq!(timestamp_micros(&raw, tz), timestamp_micros_by_formats(&raw, tz));
+        }
+    }
+
+    #[test]
+    fn civil_days_count_as_chrono_does() {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        for year in (0..=2500).chain(9990..=10_000) {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    let chrono = NaiveDate::from_ymd_opt(year as i32, month, day)
+                        .filter(|_| year <= 9999)
+                        .map(|d| (d - epoch).num_days());
+                    assert_eq!(civil_days(year, month, day), chrono, "{year}-{month}-{day}");
+                }
+            }
         }
     }
 

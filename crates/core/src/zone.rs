@@ -106,11 +106,16 @@ fn constant_local_offset(tz: Tz, date: NaiveDate) -> Option<i64> {
 /// is `None`. Exactly chrono's `from_local_datetime(..).earliest()`, with the answer for
 /// each local day cached per thread.
 pub fn local_to_utc_micros(naive: NaiveDateTime, tz: Tz) -> Option<i64> {
+    local_micros_to_utc(naive.and_utc().timestamp_micros(), tz)
+}
+
+/// [`local_to_utc_micros`] of a wall time given as microseconds since 1970-01-01 00:00
+/// local time.
+pub fn local_micros_to_utc(local: i64, tz: Tz) -> Option<i64> {
     thread_local! {
         /// By local day, for the zone of the last call.
         static OFFSETS: RefCell<Option<(Tz, DayOffsets)>> = const { RefCell::new(None) };
     }
-    let local = naive.and_utc().timestamp_micros();
     let day = local.div_euclid(MICROS_PER_DAY);
     let cached = OFFSETS.with(|cell| {
         let mut cell = cell.borrow_mut();
@@ -118,11 +123,14 @@ pub fn local_to_utc_micros(naive: NaiveDateTime, tz: Tz) -> Option<i64> {
             Some((zone, offsets)) if *zone == tz => offsets,
             _ => &mut cell.insert((tz, DayOffsets::new())).1,
         };
-        offsets.of(day, || constant_local_offset(tz, naive.date()))
+        offsets.of(day, || {
+            let date = DateTime::from_timestamp_micros(local)?.date_naive();
+            constant_local_offset(tz, date)
+        })
     });
     match cached {
         Some(offset) => local.checked_sub(offset),
-        None => by_chrono(naive, tz),
+        None => by_chrono(DateTime::from_timestamp_micros(local)?.naive_utc(), tz),
     }
 }
 
