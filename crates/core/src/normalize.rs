@@ -274,9 +274,10 @@ fn iso_timestamp_micros(v: &[u8], tz: Tz) -> Option<Option<i64>> {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date of years 0 to 9999, `None` when
-/// there is no such day; the arithmetic of Howard Hinnant's `days_from_civil`, a
-/// quarter of the time chrono took to build the date and count its days (3% of the
-/// message events' ingest CPU at 1M customers).
+/// there is no such day; the arithmetic of Howard Hinnant's `days_from_civil`. Building
+/// a chrono date and time and converting it back took 2.9% of the message events'
+/// ingest CPU at 1M customers (perf); with this, reading a timestamp counts 13% fewer
+/// instructions (callgrind, 527k message events).
 fn civil_days(year: u32, month: u32, day: u32) -> Option<i64> {
     let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
     let month_days = match month {
