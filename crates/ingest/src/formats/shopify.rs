@@ -17,7 +17,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema};
 use crmflow_core::normalize::{boolean, decimal, integer, text, timestamp_micros};
 
-use super::{Format, ParseOptions, each_record, email_checked};
+use super::{Format, ParseOptions, each_record, email_checked, lowercase};
 use crate::chunks::{Chunk, Framing};
 use crate::error::Result;
 use crate::stage::{Reason, Staging, TableStage, ts_type};
@@ -237,8 +237,12 @@ impl Shopify {
             .str(Some(&name))
             .str(email.as_deref())
             .str(phone.as_deref())
-            .str(t(FINANCIAL_STATUS).map(str::to_lowercase).as_deref())
-            .str(t(FULFILLMENT_STATUS).map(str::to_lowercase).as_deref())
+            .str(t(FINANCIAL_STATUS).map(|v| lowercase(v.into())).as_deref())
+            .str(
+                t(FULFILLMENT_STATUS)
+                    .map(|v| lowercase(v.into()))
+                    .as_deref(),
+            )
             .boolean(t(ACCEPTS_MARKETING).map(boolean))
             .str(t(CURRENCY))
             .f64(decimal(get(SUBTOTAL)))
