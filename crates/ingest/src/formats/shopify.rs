@@ -182,13 +182,13 @@ impl Shopify {
         let get = |c: usize| rec.get(cols.0[c]);
         let name = get(NAME).trim().to_string();
         let mut block = Block {
-            name: name.clone(),
             key: order_key(&name),
+            name,
             occurrence: staging.occurrence(),
             state: BlockState::Quarantined,
             rows: 0,
         };
-        let Some(key) = block.key.clone() else {
+        let Some(key) = block.key.as_deref() else {
             staging.quarantine(
                 file,
                 rec.line,
@@ -232,9 +232,9 @@ impl Shopify {
         let t = |c: usize| text(get(c));
         let ts = |c: usize| timestamp_micros(get(c), tz);
         staging.tables[1]
-            .row(date, file, rec.line, Some((&key, block.occurrence)))
-            .str(Some(&key))
-            .str(Some(&name))
+            .row(date, file, rec.line, Some((key, block.occurrence)))
+            .str(Some(key))
+            .str(Some(&block.name))
             .str(email.as_deref())
             .str(phone.as_deref())
             .str(t(FINANCIAL_STATUS).map(|v| lowercase(v.into())).as_deref())
