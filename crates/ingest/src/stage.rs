@@ -32,12 +32,15 @@ pub fn f64_list_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Float64, true)))
 }
 
+/// The lineage column of a raw table's row: the path of the file it was read from.
+pub const SOURCE_FILE_COLUMN: &str = "_source_file";
+
 /// A canonical schema with the lineage columns every raw table carries.
 pub fn with_lineage(schema: &SchemaRef) -> SchemaRef {
     extended(
         schema,
         &[
-            ("_source_file", DataType::Utf8, false),
+            (SOURCE_FILE_COLUMN, DataType::Utf8, false),
             ("_source_line", DataType::UInt64, false),
         ],
     )
@@ -391,7 +394,7 @@ impl Reason {
 /// The rows and text bytes (per staged column, 0 for a column not text) of the biggest
 /// batch a table has staged from one chunk: the next chunks' builders are made that big
 /// ([`TableStage::reserve`]).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct StageSize {
     rows: usize,
     text_bytes: Vec<usize>,

@@ -17,7 +17,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::error::{IngestError, Result};
 use crate::spill::Dated;
-use crate::stage::Quarantined;
+use crate::stage::{Quarantined, SOURCE_FILE_COLUMN};
 
 /// Dictionary size of a column chunk beyond which its values are written plain. Near
 /// unique columns (ids, emails, client ids) fall back after a few hundred values instead of
@@ -34,7 +34,7 @@ const DICTIONARY_BYTES: usize = 16 << 10;
 ///   each page's footer entry would hold two plain-text contacts;
 /// - the lineage column `_source_file`: a source's few paths, each repeated on every row
 ///   of its file, so its statistics compared two equal paths of some 60 bytes per value.
-const NO_STATISTICS_COLUMNS: [&str; 4] = ["email", "phone", "caller_phone", "_source_file"];
+const NO_STATISTICS_COLUMNS: [&str; 4] = ["email", "phone", "caller_phone", SOURCE_FILE_COLUMN];
 
 /// Writer settings of every lake table: zstd(1), about 24% faster than zstd(3) for 2% more
 /// bytes. The lineage column `_source_line` grows within a date (rows keep their read
