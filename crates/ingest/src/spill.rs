@@ -557,7 +557,9 @@ impl Spill {
             // Date stores are read as they are, dropping the losers' rows.
             for (_, DateStore { store, held, .. }) in t.by_date {
                 let index = dated.stores.len();
-                dated.stores.push(store.into_reader()?);
+                dated
+                    .stores
+                    .push(std::sync::Mutex::new(store.into_reader()?));
                 for (date, rows) in held {
                     if dropped.get(&(table as u32, date)) != Some(&rows) {
                         let parts = dated.dates.entry(date).or_default();
@@ -905,7 +907,8 @@ pub struct DatedTable {
     file_names: std::sync::Arc<[String]>,
     /// Date32 -> where its rows are.
     dates: BTreeMap<i32, Vec<Part>>,
-    stores: Vec<BatchReader>,
+    /// Each store locked on its own, so that several threads read dates at once.
+    stores: Vec<std::sync::Mutex<BatchReader>>,
 }
 
 /// Where rows of a date are: a whole batch of a store (grouped and derived rows,
@@ -1047,7 +1050,7 @@ impl DatedTable {
                 .or_default()
                 .push(Part::Batch(store, index));
         }
-        self.stores.push(regrouped.store);
+        self.stores.push(std::sync::Mutex::new(regrouped.store));
     }
 
     /// The business dates with rows, ascending.
@@ -1056,8 +1059,9 @@ impl DatedTable {
     }
 
     /// The rows of one date as written to the lake (lineage columns, no internal ones),
-    /// batch by batch, read as they are consumed.
-    pub fn parts(&mut self, date: i32) -> DateParts<'_> {
+    /// batch by batch, read as they are consumed. Threads may read different dates at
+    /// once.
+    pub fn parts(&self, date: i32) -> DateParts<'_> {
         let parts = self.dates.get(&date).cloned().unwrap_or_default();
         DateParts {
             table: self,
@@ -1068,15 +1072,23 @@ impl DatedTable {
         }
     }
 
+    /// Store `index`, locked while a batch is read.
+    fn store(&self, index: usize) -> Result<std::sync::MutexGuard<'_, BatchReader>> {
+        self.stores[index].lock().map_err(|_| IngestError::Write {
+            table: self.name.to_string(),
+            message: "a thread reading the spill panicked".into(),
+        })
+    }
+
     /// [`DatedTable::parts`], collected.
-    pub fn read(&mut self, date: i32) -> Result<Vec<RecordBatch>> {
+    pub fn read(&self, date: i32) -> Result<Vec<RecordBatch>> {
         self.parts(date).collect()
     }
 }
 
 /// The batches of one date of a [`DatedTable`].
 pub struct DateParts<'a> {
-    table: &'a mut DatedTable,
+    table: &'a DatedTable,
     date: i32,
     parts: Vec<Part>,
     next: usize,
@@ -1130,26 +1142,27 @@ impl Iterator for DateParts<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
+            let table = self.table;
             match *self.parts.get(self.next)? {
                 Part::Batch(store, index) => {
                     self.next += 1;
-                    let batch = self.table.stores[store].get(index);
+                    let batch = table.store(store).and_then(|mut s| s.get(index));
                     return Some(batch.and_then(|b| self.finish(b)));
                 }
                 Part::Filter(store) => {
-                    if self.batch >= self.table.stores[store].len() {
-                        self.table.stores[store].close();
-                        self.next += 1;
-                        self.batch = 0;
-                        continue;
-                    }
                     let index = self.batch;
-                    self.batch += 1;
-                    let batch = match self.table.stores[store].get(index) {
-                        Ok(b) => b,
-                        Err(e) => return Some(Err(e)),
+                    let batch = match table.store(store) {
+                        Ok(mut s) if index >= s.len() => {
+                            s.close();
+                            self.next += 1;
+                            self.batch = 0;
+                            continue;
+                        }
+                        Ok(mut s) => s.get(index),
+                        Err(e) => Err(e),
                     };
-                    match self.of_date(&batch) {
+                    self.batch += 1;
+                    match batch.and_then(|b| self.of_date(&b)) {
                         Ok(b) if b.num_rows() == 0 => continue,
                         Ok(b) => return Some(self.finish(b)),
                         Err(e) => return Some(Err(e)),
