@@ -96,8 +96,9 @@ async fn write_parquet_stream(
         .await
 }
 
-/// Batches a table's reading thread keeps ready ahead of the writer: enough to read the
-/// next date while a row group is encoded, few enough to bound memory.
+/// Batches a reading thread keeps ready on a date's channel ahead of the date's writer
+/// ([`read_dates`]): enough to go on reading while a row group is encoded, few enough
+/// to bound memory.
 const READ_AHEAD_BATCHES: usize = 8;
 
 /// Rows per batch the reading thread of [`write_tables`] sends (fewer when a date has
@@ -487,9 +488,9 @@ mod tests {
         );
     }
 
-    /// A spill on disk of rows on `dates`, `rows_per_date[i]` on date `i` in turns (one
-    /// row of each date with rows left, then again), value `date * 1_000_000 + n` for a
-    /// date's row `n`; the row 0 of date 3 is an earlier occurrence of a key of date 5.
+    /// A spill on disk (in `dir`) of `rows_per_date[i]` rows on date `i`, staged in turns
+    /// (one row of each date with rows left, then again), value `date * 1_000_000 + n` for
+    /// a date's row `n`; the row 0 of date 3 is an earlier occurrence of a key of date 5.
     fn spilled(rows_per_date: &[i64], dir: &std::path::Path) -> crate::spill::Dated {
         use crate::spill::{BUCKET_INPUT_BYTES, Spill};
         use crate::stage::TableStage;
