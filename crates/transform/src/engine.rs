@@ -200,6 +200,7 @@ pub async fn build_session_state(
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(crate::compact::CompactSlicedInputs))
         .with_physical_optimizer_rule(Arc::new(crate::row_number::FastRowNumber))
+        .with_physical_optimizer_rule(Arc::new(crate::prefix_merge::MergeByPartitionKeys))
         .build();
     crate::functions::register_all(&mut state, config.business_tz)?;
     for table in tables {

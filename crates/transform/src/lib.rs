@@ -6,6 +6,9 @@
 //!   memory pool charges them for their rows, not for the buffers they point into.
 //! - [`row_number`]: numbers rows of sorted `row_number()` windows in one pass, in place of
 //!   DataFusion's per-partition window state.
+//! - [`prefix_merge`]: merges hash-partitioned sorted partitions by their partition keys
+//!   alone, not by the whole sort key.
+//! - [`stand_in`]: what the engine's operators that stand in for DataFusion's share.
 //! - [`functions`]: native SQL functions (business time, hashing, identity graph, Markov).
 //! - [`models`]: discovering models under `sql/`, their settings, dependencies and order.
 //! - [`vars`]: run variables in SQL (`{{ var('lookback_days') }}`).
@@ -22,9 +25,11 @@ pub mod error;
 pub mod functions;
 pub mod materialize;
 pub mod models;
+pub mod prefix_merge;
 pub mod row_number;
 pub mod row_tests;
 pub mod sorted_keys;
+pub mod stand_in;
 pub mod vars;
 
 pub use error::{Result, TransformError};

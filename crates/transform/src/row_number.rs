@@ -23,7 +23,6 @@ use datafusion::arrow::compute::kernels::partition::partition;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
 use datafusion::functions_window::row_number::RowNumber;
@@ -33,8 +32,8 @@ use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSe
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowUDFExpr};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, InputDistributionRequirements, InputOrderMode,
-    PhysicalExpr, PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, InputOrderMode, PhysicalExpr,
+    ReplaceChildrenOptions, SendableRecordBatchStream,
 };
 use futures::StreamExt;
 
@@ -108,33 +107,14 @@ impl ExecutionPlan for RowNumberExec {
         "RowNumberExec"
     }
 
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.window.properties()
-    }
+    crate::stand_in::replaced_operator_properties!(window);
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![&self.input]
     }
 
-    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
-        self.window.input_distribution_requirements()
-    }
-
-    fn required_input_ordering(
-        &self,
-    ) -> Vec<Option<datafusion::physical_expr::OrderingRequirements>> {
-        self.window.required_input_ordering()
-    }
-
     fn maintains_input_order(&self) -> Vec<bool> {
         vec![true]
-    }
-
-    fn apply_expressions(
-        &self,
-        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        self.window.apply_expressions(f)
     }
 
     fn replace_children(
@@ -142,32 +122,11 @@ impl ExecutionPlan for RowNumberExec {
         children: Vec<Arc<dyn ExecutionPlan>>,
         options: ReplaceChildrenOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let window = Arc::clone(&self.window).replace_children(children, options)?;
-        match RowNumberExec::replacing(&window) {
-            Some(exec) => Ok(Arc::new(exec)),
-            // The new input no longer arrives sorted: the window operator does the work.
-            None => Ok(window),
-        }
+        // Where the new input no longer arrives sorted, the window operator does the work.
+        crate::stand_in::rebuilt(&self.window, children, options, RowNumberExec::replacing)
     }
 
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(
-            children,
-            ReplaceChildrenOptions::new(
-                datafusion::physical_plan::ChildrenPropertiesMode::Recompute,
-            ),
-        )
-    }
-
-    fn with_new_children_and_same_properties(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.with_new_children(children)
-    }
+    crate::stand_in::new_children_by_replace!();
 
     fn execute(
         &self,
@@ -278,13 +237,7 @@ impl PhysicalOptimizerRule for FastRowNumber {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            Ok(match RowNumberExec::replacing(&node) {
-                Some(exec) => Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>),
-                None => Transformed::no(node),
-            })
-        })
-        .data()
+        crate::stand_in::stand_in_everywhere(plan, RowNumberExec::replacing)
     }
 
     fn name(&self) -> &str {
