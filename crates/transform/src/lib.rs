@@ -15,6 +15,8 @@
 //! - [`materialize`]: running models and writing them atomically into the lake.
 //! - [`datatests`]: data tests beside each model.
 //! - [`sorted_keys`]: `unique` tests decided while a table is written in key order.
+//! - [`parent_keys`]: `relationships` tests decided while a table is written in key
+//!   order, by a merge with the parent table.
 //! - [`row_tests`]: `not_null`, `accepted_values` and `expression` tests decided while a
 //!   table is written.
 
@@ -25,6 +27,7 @@ pub mod error;
 pub mod functions;
 pub mod materialize;
 pub mod models;
+pub mod parent_keys;
 pub mod prefix_merge;
 pub mod row_number;
 pub mod row_tests;

@@ -24,6 +24,7 @@ use crmflow_core::lake::Lake;
 use crate::engine::{LakeTable, lake_table, register};
 use crate::error::{Result, TransformError};
 use crate::models::{Materialization, Model};
+use crate::parent_keys::ParentKeyCheck;
 use crate::row_tests::RowTestCheck;
 use crate::sorted_keys::SortedKeyCheck;
 use crate::vars::VarSet;
@@ -135,8 +136,9 @@ pub struct Materialized {
     /// Rows written (0 for a view).
     pub rows: u64,
     /// Indices of the model's tests decided as the rows were written, which need no
-    /// query: `unique` keys no two rows share ([`crate::sorted_keys`]) and row tests no
-    /// row failed ([`crate::row_tests`]).
+    /// query: `unique` keys no two rows share ([`crate::sorted_keys`]), row tests no
+    /// row failed ([`crate::row_tests`]) and `relationships` every value of which a
+    /// merge found in the parent ([`crate::parent_keys`]).
     pub passed_tests: Vec<usize>,
 }
 
@@ -175,10 +177,14 @@ pub async fn run_model(
             let tests = &model.config.tests;
             let mut keys = SortedKeyCheck::new(tests, &sorted_by, df.schema().as_arrow());
             let mut rows_checked = RowTestCheck::new(ctx, &model.name, tests, vars, df.schema());
+            let schema = df.schema().as_arrow();
+            let mut parents =
+                ParentKeyCheck::start(ctx, &model.name, tests, &sorted_by, schema).await;
             let relative = format!("{folder}/part-0.parquet");
             let observe = |batch: &RecordBatch| {
                 keys.observe(batch);
                 rows_checked.observe(batch);
+                parents.observe(batch);
             };
             let rows = write_parquet(lake, &relative, df, &sorted_by, observe)
                 .await
@@ -196,6 +202,7 @@ pub async fn run_model(
             register(&ctx.state(), &model.name, provider)?;
             let mut passed_tests = rows_checked.passed_tests();
             passed_tests.extend(keys.passed_tests());
+            passed_tests.extend(parents.passed_tests().await);
             passed_tests.sort_unstable();
             Ok(Materialized { rows, passed_tests })
         }
@@ -501,6 +508,50 @@ mod tests {
         // Without the proof every query runs, and agrees.
         let queried = run_tests(&ctx, "keys", &m.config.tests, &vars, &[]).await;
         assert!(queried[0].passed() && queried[3].passed() && queried[5].passed());
+    }
+
+    #[tokio::test]
+    async fn relationships_to_a_table_written_in_order_are_decided_as_the_table_is_written() {
+        use crate::datatests::{DataTest, Relationship, run_tests};
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, lake) = context(dir.path()).await;
+        let vars = crate::vars::VarSet::default();
+        let ordered = |order_by: &[&str], tests| ModelConfig {
+            order_by: order_by.iter().map(|c| c.to_string()).collect(),
+            tests,
+            ..ModelConfig::default()
+        };
+        let parents = model("parents", ordered(&["id"], vec![]));
+        let sql = "SELECT * FROM (VALUES ('d'), ('b'), ('a'), ('c')) AS t(id)";
+        run_model(&ctx, &lake, &parents, sql, &vars).await.unwrap();
+        let to_parents = |column: &str| DataTest {
+            relationships: Some(Relationship {
+                column: column.into(),
+                to: "parents".into(),
+                field: "id".into(),
+            }),
+            ..DataTest::default()
+        };
+        // `p` (first in the order) is merged with the parents; `q` is not in order and
+        // is left to its query.
+        let children = model(
+            "children",
+            ordered(&["p", "q"], vec![to_parents("p"), to_parents("q")]),
+        );
+        let sql =
+            "SELECT * FROM (VALUES ('c', 'a'), (NULL, 'b'), ('a', 'd'), ('a', NULL)) AS t(p, q)";
+        let written = run_model(&ctx, &lake, &children, sql, &vars).await.unwrap();
+        assert_eq!(written.passed_tests, [0]);
+        // A value missing from the parents leaves the test to its query, which finds it.
+        let orphans = model("orphans", ordered(&["p"], vec![to_parents("p")]));
+        let sql = "SELECT * FROM (VALUES ('a'), ('x'), ('b')) AS t(p)";
+        let written = run_model(&ctx, &lake, &orphans, sql, &vars).await.unwrap();
+        assert!(written.passed_tests.is_empty());
+        let outcomes = run_tests(&ctx, "orphans", &orphans.config.tests, &vars, &[]).await;
+        assert_eq!(outcomes[0].failing_rows, 1);
+        // Without the proof the query runs, and agrees.
+        let queried = run_tests(&ctx, "children", &children.config.tests, &vars, &[]).await;
+        assert!(queried.iter().all(|t| t.passed()), "{queried:?}");
     }
 
     #[tokio::test]
