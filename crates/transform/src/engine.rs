@@ -1,8 +1,9 @@
 //! The one place that builds the DataFusion session: configuration (UTC session time
 //! zone, parallelism, batch size), the runtime (a bounded memory pool and a spill
 //! folder), the lake's object store, every crmflow SQL function, and every table (raw
-//! lake tables, seeds, materialised models). A distributed executor (Ballista) is built
-//! from the same [`build_session_state`], so the choice of executor is a setting.
+//! lake tables, seeds, materialised models). A distributed executor (Ballista 55, on
+//! the same DataFusion) is not built yet; when it is, it is to start from the same
+//! [`build_session_state`], so that the choice of executor is a setting.
 
 use std::path::PathBuf;
 use std::sync::Arc;

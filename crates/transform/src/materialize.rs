@@ -14,6 +14,8 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{SortExpr, col};
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
 use parquet::basic::{Compression, ZstdLevel};
@@ -229,14 +231,34 @@ pub async fn write_parquet(
         metadata.insert(SORT_NULLS_KEY.to_string(), "last".to_string());
     }
     let schema = Arc::new(df.schema().as_arrow().clone().with_metadata(metadata));
-    let stream = df.execute_stream().await?.map(|batch| {
+    let task = df.task_ctx();
+    let plan = df.create_physical_plan().await?;
+    let stream = execute_stream(Arc::clone(&plan), Arc::new(task))?.map(|batch| {
         if let Ok(batch) = &batch {
             observe(batch);
         }
         batch.map_err(TransformError::from)
     });
-    crmflow_core::parquet_writer::write_parquet(lake, relative, schema, writer_properties(), stream)
-        .await
+    let rows = crmflow_core::parquet_writer::write_parquet(
+        lake,
+        relative,
+        schema,
+        writer_properties(),
+        stream,
+    )
+    .await?;
+    log_profile(relative, plan.as_ref());
+    Ok(rows)
+}
+
+/// Logs the plan a table was written by, with each operator's metrics (rows, time,
+/// spills), under the target `crmflow::profile` at debug level: `--log
+/// crmflow::profile=debug` profiles every model of a run, as `EXPLAIN ANALYZE` would.
+fn log_profile(relative: &str, plan: &dyn ExecutionPlan) {
+    if tracing::enabled!(target: "crmflow::profile", tracing::Level::DEBUG) {
+        let shown = DisplayableExecutionPlan::with_metrics(plan).indent(true);
+        tracing::debug!(target: "crmflow::profile", object = relative, "plan with metrics\n{shown}");
+    }
 }
 
 #[cfg(test)]
@@ -357,6 +379,70 @@ mod tests {
             !dirs.is_empty() && dirs.iter().all(|d| d.starts_with(&spill_dir)),
             "{dirs:?}"
         );
+    }
+
+    /// A `tracing` writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_profile_log_shows_the_plan_a_table_was_written_by_with_its_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, lake) = context(dir.path()).await;
+        let config = ModelConfig {
+            order_by: vec!["k".into()],
+            ..ModelConfig::default()
+        };
+        let capture_logs = |filter: &str| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish();
+            let guard = tracing::subscriber::set_default(subscriber);
+            (captured, guard)
+        };
+
+        let (captured, guard) = capture_logs("crmflow::profile=debug");
+        run_model(
+            &ctx,
+            &lake,
+            &model("m", config.clone()),
+            SQL,
+            &VarSet::default(),
+        )
+        .await
+        .unwrap();
+        drop(guard);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("marts/m/part-0.parquet"), "{text}");
+        // The executed plan: its sort by `k` (the first column), with the rows it put out.
+        assert!(
+            text.contains("SortExec: expr=[column1@0 ASC NULLS LAST]"),
+            "{text}"
+        );
+        assert!(text.contains("output_rows=3"), "{text}");
+
+        // Not logged unless asked for.
+        let (captured, guard) = capture_logs("info");
+        run_model(&ctx, &lake, &model("m", config), SQL, &VarSet::default())
+            .await
+            .unwrap();
+        drop(guard);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("metrics="), "{text}");
     }
 
     #[tokio::test]
