@@ -7,12 +7,23 @@ with base as (
     from int_purchases
     group by customer_id
 ),
+-- Ties break by customer_id, through its rank: each NTILE then sorts numbers, not text.
+-- Recency (descending) and frequency each pack with the rank into one bigint, which
+-- orders as the pair does (a rank is below 2^32, and neither a recency in days nor a
+-- count reaches 2^31): recency_days desc (nulls first, as desc puts them), then
+-- customer_id. At 1M customers (468k rows) the model took 0.79-1.11 s against
+-- 0.90-1.19 s sorting the text id (six interleaved pairs; CPU 1.0-1.41 s against
+-- 1.23-1.6 s), its Parquet identical.
+ranked as (
+    select *, cast(row_number() over (order by customer_id) as bigint) as customer_rank
+    from base
+),
 scored as (
     select *,
-           ntile(5) over (order by recency_days desc, customer_id) as r_score,
-           ntile(5) over (order by frequency, customer_id) as f_score,
-           ntile(5) over (order by monetary, customer_id) as m_score
-    from base
+           ntile(5) over (order by recency_days * -4294967296 + customer_rank nulls first) as r_score,
+           ntile(5) over (order by frequency * 4294967296 + customer_rank) as f_score,
+           ntile(5) over (order by monetary, customer_rank) as m_score
+    from ranked
 )
 select customer_id, recency_days, frequency, monetary, r_score, f_score, m_score,
        -- One lookup of (r_score, f_score) as a two-digit number: DataFusion evaluates a
