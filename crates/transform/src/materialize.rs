@@ -471,7 +471,8 @@ mod tests {
             .unwrap();
         drop(guard);
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        assert!(!text.contains("metrics="), "{text}");
+        assert!(!text.contains("operators with metrics"), "{text}");
+        assert!(!text.contains("output_rows="), "{text}");
     }
 
     #[tokio::test]
