@@ -2,9 +2,10 @@
 
 Each measured command runs as its own process under /usr/bin/time, so wall time and
 peak RSS are the process's own. DuckDB does the same work on the same files:
-ingest of the CSV/TSV exports to Parquet (read_csv -> COPY TO, zstd), the heuristic
-attribution models over crmflow's touchpoints/conversions Parquet, and the cohort and
-RFM marts. The report is the ratio crmflow / DuckDB per stage (<= 1.0: crmflow faster).
+ingest of the CSV/TSV exports to Parquet, twice (read_csv -> COPY TO one file, zstd; and
+a script writing what crmflow writes: normalised, deduplicated, a folder per business
+date), the heuristic attribution models over crmflow's touchpoints/conversions Parquet,
+and the cohort and RFM marts. The report is the ratio crmflow / DuckDB per stage (<= 1.0: crmflow faster).
 
 Runs on one machine vary (DuckDB's heuristic attribution at 1M took 38.9-56.0 s in one
 session), so each compared stage runs `--repeat` times, crmflow and DuckDB interleaved
@@ -128,6 +129,91 @@ FROM read_csv({[str(p) for p in files]}, delim='\\t', quote='', escape='', heade
 QUALIFY row_number() OVER (PARTITION BY counter_id, visit_id ORDER BY filename DESC) = 1
 ) TO '{out}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (dt));
 SELECT 1"""
+
+
+# DuckDB macros of crmflow's normalisation (crmflow_core::normalize): a trimmed text or
+# NULL, an email (one `@`, not first, a `.` after it, no space) lower-cased, a phone to
+# E.164 (`+` and 8-15 digits; without `+`, Russian numbers of 10 or 11 digits).
+NORMALISE_MACROS = r"""CREATE MACRO txt(v) AS nullif(trim(v), '');
+CREATE MACRO email_of(v) AS CASE WHEN regexp_full_match(trim(v), '[^@\s]+@[^@\s]*\.[^@\s]*') THEN lower(trim(v)) END;
+CREATE MACRO e164_of(plus, d) AS CASE WHEN plus THEN CASE WHEN length(d) BETWEEN 8 AND 15 AND (d[1] <> '7' OR length(d) = 11) THEN '+' || d END
+  WHEN length(d) = 11 AND d[1] IN ('7', '8') THEN '+7' || d[2:] WHEN length(d) = 10 AND d[1] IN ('3', '4', '8', '9') THEN '+7' || d END;
+CREATE MACRO phone_of(v) AS e164_of(starts_with(trim(v), '+'), regexp_replace(v, '[^0-9]', '', 'g'));
+CREATE MACRO decimal_of(v) AS try_cast(replace(trim(v), ',', '.') AS DOUBLE);
+"""
+
+
+def duck_messages_same_output(files, out):
+    """DuckDB writing what crmflow's message events ingest writes: the recipient split
+    into a normalised email or E.164 phone, channel and event lower-cased, local times
+    to UTC, the source file on every row, one Parquet folder per business date. Left out:
+    line numbers, the cut-off and the quarantine (an unparseable time drops the row)."""
+    return NORMALISE_MACROS + f"""COPY (
+WITH typed AS (
+  SELECT *, timezone('Europe/Moscow', try_cast(trim(event_at) AS TIMESTAMP)) AS at_utc
+  FROM read_csv({[str(p) for p in files]}, delim=',', header=true, filename=true, ignore_errors=true,
+    strict_mode=false, all_varchar=true)
+)
+SELECT lower(txt(channel)) AS channel, txt(campaign_id) AS campaign_id, txt(campaign_name) AS campaign_name,
+  CASE WHEN contains(recipient, '@') THEN email_of(recipient) END AS email,
+  CASE WHEN NOT contains(recipient, '@') THEN phone_of(recipient) END AS phone,
+  lower(txt(event)) AS event, at_utc AS event_at, filename AS _source_file,
+  CAST(timezone('Europe/Moscow', at_utc) AS DATE) AS dt
+FROM typed WHERE at_utc IS NOT NULL
+) TO '{out}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (dt));
+SELECT 1"""
+
+
+def duck_shopify_same_output(files, out):
+    """DuckDB writing what crmflow's Shopify ingest writes: `orders` (an order's first
+    row: typed, normalised email, the first valid of its three phones, times with their
+    offsets to UTC) and `order_items` (every row of the order, numbered, with the order's
+    time), each order taken from the latest file that has it, the source file on every
+    row, one Parquet folder per business date and table. Left out: line numbers (items
+    are numbered in read order), an order repeated within one file (its blocks merge),
+    the cut-off and the quarantine (an unparseable time drops the order)."""
+    return NORMALISE_MACROS + f"""CREATE TEMP TABLE s AS SELECT * FROM read_csv({[str(p) for p in files]}, delim=',',
+  header=true, filename=true, ignore_errors=true, strict_mode=false, all_varchar=true);
+CREATE TEMP TABLE firsts AS
+SELECT *, txt(ltrim(trim("Name"), '#')) AS order_key,
+  try_strptime(trim("Created at"), '%Y-%m-%d %H:%M:%S %z') AS created_tz
+FROM s WHERE txt("Created at") IS NOT NULL AND txt(ltrim(trim("Name"), '#')) IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY order_key ORDER BY filename DESC) = 1;
+COPY (
+SELECT order_key, trim("Name") AS name, email_of("Email") AS email,
+  coalesce(phone_of("Phone"), phone_of("Billing Phone"), phone_of("Shipping Phone")) AS phone,
+  lower(txt("Financial Status")) AS financial_status, lower(txt("Fulfillment Status")) AS fulfillment_status,
+  CASE lower(txt("Accepts Marketing")) WHEN 'yes' THEN true WHEN 'no' THEN false END AS accepts_marketing,
+  txt("Currency") AS currency, decimal_of("Subtotal") AS subtotal, decimal_of("Shipping") AS shipping,
+  decimal_of("Taxes") AS taxes, decimal_of("Total") AS total, txt("Discount Code") AS discount_code,
+  decimal_of("Discount Amount") AS discount_amount, timezone('UTC', created_tz) AS created_at,
+  timezone('UTC', try_strptime(txt("Paid at"), '%Y-%m-%d %H:%M:%S %z')) AS paid_at,
+  timezone('UTC', try_strptime(txt("Cancelled at"), '%Y-%m-%d %H:%M:%S %z')) AS cancelled_at,
+  decimal_of("Refunded Amount") AS refunded_amount, txt("Id") AS shopify_id, txt("Tags") AS tags,
+  txt("Source") AS source_name, filename AS _source_file, CAST(timezone('Europe/Moscow', created_tz) AS DATE) AS dt
+FROM firsts WHERE created_tz IS NOT NULL
+) TO '{out}/orders' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (dt));
+COPY (
+SELECT f.order_key, row_number() OVER (PARTITION BY s.filename, s."Name" ORDER BY s.rowid) AS line_number,
+  txt(s."Lineitem sku") AS sku, txt(s."Lineitem name") AS name, try_cast(trim(s."Lineitem quantity") AS BIGINT) AS quantity,
+  decimal_of(s."Lineitem price") AS price, timezone('UTC', f.created_tz) AS created_at, s.filename AS _source_file,
+  CAST(timezone('Europe/Moscow', f.created_tz) AS DATE) AS dt
+FROM s JOIN firsts f ON s.filename = f.filename AND s."Name" = f."Name"
+WHERE f.created_tz IS NOT NULL
+) TO '{out}/order_items' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (dt));
+SELECT 1"""
+
+
+# Per CSV/TSV export: DuckDB's script writing crmflow's output, and what the row's note
+# says it does and leaves out.
+SAME_OUTPUT = {
+    "metrica": (duck_metrica_same_output, "typed, arrays, UTC, dedup (latest file wins), a folder per date; "
+                "no line numbers, cut-off or quarantine"),
+    "shopify": (duck_shopify_same_output, "orders and items typed and normalised, UTC, each order from the "
+                "latest file, a folder per date and table; no line numbers, cut-off or quarantine"),
+    "messages": (duck_messages_same_output, "email or E.164 phone, lower-cased codes, UTC, a folder per date; "
+                 "no line numbers, cut-off or quarantine"),
+}
 
 
 def size_mb(paths):
@@ -269,23 +355,10 @@ def bench_scale(crmflow, customers, work, threads, repeat):
         return timed([crmflow, "run", str(csv_job), "--as-of", AS_OF, "--stage", "ingest"], env=env)[:2]
 
     csv_row = interleaved(crmflow_csv, duck_csv, repeat)
-    # Metrica again, DuckDB writing the same output as crmflow (duck_metrica_same_output).
-    metrica_job = work / f"job-{customers}-metrica.toml"
-    sources_job(job, lake, metrica_job, ("metrica",), "metrica")
-    metrica_files = csvs["metrica"][0]
-
-    def crmflow_metrica():
-        shutil.rmtree(str(lake) + "-metrica", ignore_errors=True)
-        return timed([crmflow, "run", str(metrica_job), "--as-of", AS_OF, "--stage", "ingest"], env=env)[:2]
-
-    def duck_metrica():
-        shutil.rmtree(out / "metrica", ignore_errors=True)
-        return duck(duck_metrica_same_output(metrica_files, out / "metrica"), threads)[:2]
-
-    metrica_row = interleaved(crmflow_metrica, duck_metrica, repeat)
     # Issue 3's throughput per source: each CSV/TSV export alone, crmflow (a job with that
-    # source only) and DuckDB (read_csv -> COPY TO) interleaved, each on every core.
-    alone_rows = []
+    # source only) interleaved with DuckDB's read_csv -> COPY TO, then again with DuckDB
+    # writing the same output as crmflow (SAME_OUTPUT), each on every core.
+    alone_rows, same_rows = [], []
     for name, (files, _) in csvs.items():
         source_job = work / f"job-{customers}-{name}.toml"
         sources_job(job, lake, source_job, (name,), name)
@@ -294,7 +367,14 @@ def bench_scale(crmflow, customers, work, threads, repeat):
             shutil.rmtree(f"{lake}-{name}", ignore_errors=True)
             return timed([crmflow, "run", str(source_job), "--as-of", AS_OF, "--stage", "ingest"], env=env)[:2]
 
+        def duck_same(name=name, files=files):
+            folder = out / f"{name}-same"
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            return duck(SAME_OUTPUT[name][0](files, folder), threads)[:2]
+
         alone = interleaved(crmflow_alone, lambda name=name: duck(duck_csv_sql(name), threads)[:2], repeat)
+        same = interleaved(crmflow_alone, duck_same, repeat)
         read = last_run_record(Path(f"{lake}-{name}"))["sources"][0]["rows_read"]
         source_mb = size_mb(files)
         alone_rows.append(dict(stage=f"ingest {name} alone", **alone, rows=read, input_mb=round(source_mb, 1),
@@ -302,6 +382,15 @@ def bench_scale(crmflow, customers, work, threads, repeat):
                                rows_per_s=round(read / alone["crmflow_s"]),
                                note=pairs_note(alone) + "MB/s and rows/s: crmflow's; DuckDB: read_csv -> COPY TO "
                                "Parquet, no normalisation, dedup, cut-off or quarantine"))
+        same_rows.append(dict(stage=f"ingest {name}, DuckDB writing the same output", **same,
+                              input_mb=round(source_mb, 1), mb_per_s=round(source_mb / same["crmflow_s"], 1),
+                              note=pairs_note(same) + "DuckDB: " + SAME_OUTPUT[name][1]))
+    # The three sources' sums, each side alone on every core: the like-for-like counterpart
+    # of the CSV/TSV row.
+    same_total = dict(crmflow_s=round(sum(r["crmflow_s"] for r in same_rows), 2),
+                      crmflow_rss_mb=max(r["crmflow_rss_mb"] for r in same_rows),
+                      duckdb_s=round(sum(r["duckdb_s"] for r in same_rows), 2),
+                      duckdb_rss_mb=max(r["duckdb_rss_mb"] for r in same_rows))
     rows.append(dict(stage="ingest (all 9 sources)", crmflow_s=s, crmflow_rss_mb=mb, rows=n,
                      input_mb=round(mb_in, 1), mb_per_s=round(mb_in / s, 1), rows_per_s=round(n / s),
                      duckdb_s=None, duckdb_rss_mb=None, note="normalise, dedup, cut-off, quarantine, Parquet"))
@@ -309,11 +398,11 @@ def bench_scale(crmflow, customers, work, threads, repeat):
                      input_mb=round(csv_mb, 1), mb_per_s=round(csv_mb / csv_row["crmflow_s"], 1),
                      note=pairs_note(csv_row) + "DuckDB: read_csv -> COPY TO Parquet, no normalisation, dedup, "
                      "cut-off or quarantine"))
-    metrica_mb = size_mb(metrica_files)
-    rows.append(dict(stage="ingest Metrica, DuckDB writing the same output", **metrica_row,
-                     input_mb=round(metrica_mb, 1), mb_per_s=round(metrica_mb / metrica_row["crmflow_s"], 1),
-                     note=pairs_note(metrica_row) + "DuckDB: typed, arrays, UTC, dedup (latest file wins), "
-                     "a folder per date; no line numbers, cut-off or quarantine"))
+    rows.append(dict(stage="ingest CSV/TSV, DuckDB writing the same output", **same_total,
+                     input_mb=round(csv_mb, 1), mb_per_s=round(csv_mb / same_total["crmflow_s"], 1),
+                     note="sums of the medians of the three rows below (each source alone, each side on "
+                     "every core)"))
+    rows.extend(same_rows)
     rows.extend(alone_rows)
     # Each source within the whole ingest (sources run two at a time, sharing the cores):
     # not comparable with a run alone, so without a DuckDB figure.
