@@ -5,7 +5,8 @@ peak RSS are the process's own. DuckDB does the same work on the same files:
 ingest of the CSV/TSV exports to Parquet, twice (read_csv -> COPY TO one file, zstd; and
 a script writing what crmflow writes: normalised, deduplicated, a folder per business
 date), the heuristic attribution models over crmflow's touchpoints/conversions Parquet,
-and the cohort and RFM marts. The report is the ratio crmflow / DuckDB per stage (<= 1.0: crmflow faster).
+and the cohort and RFM marts. The report is the ratio crmflow / DuckDB per stage (<= 1.0:
+crmflow faster).
 
 Runs on one machine vary (DuckDB's heuristic attribution at 1M took 38.9-56.0 s in one
 session), so each compared stage runs `--repeat` times, crmflow and DuckDB interleaved
@@ -60,20 +61,28 @@ def interleaved(run_crmflow, run_duckdb, repeat):
     (crmflow first in pairs 1, 3, ...), so that neither side always has the warmer page
     cache; each run returns (seconds, peak RSS MiB). Returns the row fields: medians, the
     worst peak RSS, every run and every pair's ratio."""
-    ours, theirs = [], []
+    return interleaved_with(run_crmflow, [run_duckdb], repeat)[0]
+
+
+def interleaved_with(run_crmflow, duckdb_runs, repeat):
+    """[`interleaved`] against several DuckDB scripts at once: each round runs crmflow
+    once and every script once (crmflow first in rounds 1, 3, ..., last in the others),
+    and each script's row compares it with the same crmflow runs."""
+    ours, theirs = [], [[] for _ in duckdb_runs]
     for i in range(repeat):
-        if i % 2 == 0:
-            ours.append(run_crmflow())
-            theirs.append(run_duckdb())
-        else:
-            theirs.append(run_duckdb())
-            ours.append(run_crmflow())
-    pairs = [round(c / d, 2) for (c, _), (d, _) in zip(ours, theirs)]
-    return dict(crmflow_s=round(statistics.median(s for s, _ in ours), 2),
-                crmflow_rss_mb=max(mb for _, mb in ours),
-                duckdb_s=round(statistics.median(s for s, _ in theirs), 2),
-                duckdb_rss_mb=max(mb for _, mb in theirs),
-                crmflow_runs=[s for s, _ in ours], duckdb_runs=[s for s, _ in theirs], pair_ratios=pairs)
+        steps = [lambda: ours.append(run_crmflow())]
+        steps += [lambda j=j, run=run: theirs[j].append(run()) for j, run in enumerate(duckdb_runs)]
+        for step in steps if i % 2 == 0 else reversed(steps):
+            step()
+    rows = []
+    for runs in theirs:
+        pairs = [round(c / d, 2) for (c, _), (d, _) in zip(ours, runs)]
+        rows.append(dict(crmflow_s=round(statistics.median(s for s, _ in ours), 2),
+                         crmflow_rss_mb=max(mb for _, mb in ours),
+                         duckdb_s=round(statistics.median(s for s, _ in runs), 2),
+                         duckdb_rss_mb=max(mb for _, mb in runs),
+                         crmflow_runs=[s for s, _ in ours], duckdb_runs=[s for s, _ in runs], pair_ratios=pairs))
+    return rows
 
 
 def pairs_note(row):
@@ -356,8 +365,8 @@ def bench_scale(crmflow, customers, work, threads, repeat):
 
     csv_row = interleaved(crmflow_csv, duck_csv, repeat)
     # Issue 3's throughput per source: each CSV/TSV export alone, crmflow (a job with that
-    # source only) interleaved with DuckDB's read_csv -> COPY TO, then again with DuckDB
-    # writing the same output as crmflow (SAME_OUTPUT), each on every core.
+    # source only) interleaved with DuckDB's read_csv -> COPY TO and with DuckDB writing
+    # the same output as crmflow (SAME_OUTPUT), each on every core.
     alone_rows, same_rows = [], []
     for name, (files, _) in csvs.items():
         source_job = work / f"job-{customers}-{name}.toml"
@@ -373,8 +382,8 @@ def bench_scale(crmflow, customers, work, threads, repeat):
             folder.mkdir()
             return duck(SAME_OUTPUT[name][0](files, folder), threads)[:2]
 
-        alone = interleaved(crmflow_alone, lambda name=name: duck(duck_csv_sql(name), threads)[:2], repeat)
-        same = interleaved(crmflow_alone, duck_same, repeat)
+        alone, same = interleaved_with(
+            crmflow_alone, [lambda name=name: duck(duck_csv_sql(name), threads)[:2], duck_same], repeat)
         read = last_run_record(Path(f"{lake}-{name}"))["sources"][0]["rows_read"]
         source_mb = size_mb(files)
         alone_rows.append(dict(stage=f"ingest {name} alone", **alone, rows=read, input_mb=round(source_mb, 1),
