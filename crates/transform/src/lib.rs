@@ -15,6 +15,7 @@
 //! - [`materialize`]: running models and writing them atomically into the lake.
 //! - [`datatests`]: data tests beside each model.
 //! - [`sorted_keys`]: `unique` tests decided while a table is written in key order.
+//! - [`hashed_keys`]: the other `unique` tests, decided by the hashes of the keys written.
 //! - [`parent_keys`]: `relationships` tests decided while a table is written in key
 //!   order, by a merge with the parent table.
 //! - [`row_tests`]: `not_null`, `accepted_values` and `expression` tests decided while a
@@ -25,6 +26,7 @@ pub mod datatests;
 pub mod engine;
 pub mod error;
 pub mod functions;
+pub mod hashed_keys;
 pub mod materialize;
 pub mod models;
 pub mod parent_keys;

@@ -24,6 +24,7 @@ use crmflow_core::lake::Lake;
 
 use crate::engine::{LakeTable, lake_table, register};
 use crate::error::{Result, TransformError};
+use crate::hashed_keys::HashedKeyCheck;
 use crate::models::{Materialization, Model};
 use crate::parent_keys::ParentKeyCheck;
 use crate::row_tests::RowTestCheck;
@@ -137,7 +138,8 @@ pub struct Materialized {
     /// Rows written (0 for a view).
     pub rows: u64,
     /// Indices of the model's tests decided as the rows were written, which need no
-    /// query: `unique` keys no two rows share ([`crate::sorted_keys`]), row tests no
+    /// query: `unique` keys no two rows share ([`crate::sorted_keys`],
+    /// [`crate::hashed_keys`]), row tests no
     /// row failed ([`crate::row_tests`]) and `relationships` every value of which a
     /// merge found in the parent ([`crate::parent_keys`]).
     pub passed_tests: Vec<usize>,
@@ -177,6 +179,8 @@ pub async fn run_model(
             let folder = mart_folder(&model.name);
             let tests = &model.config.tests;
             let mut keys = SortedKeyCheck::new(tests, &sorted_by, df.schema().as_arrow());
+            let mut hashed_keys =
+                HashedKeyCheck::new(tests, &keys.checked_tests(), df.schema().as_arrow());
             let mut rows_checked = RowTestCheck::new(ctx, &model.name, tests, vars, df.schema());
             let schema = df.schema().as_arrow();
             let mut parents =
@@ -184,6 +188,7 @@ pub async fn run_model(
             let relative = format!("{folder}/part-0.parquet");
             let observe = |batch: &RecordBatch| {
                 keys.observe(batch);
+                hashed_keys.observe(batch);
                 rows_checked.observe(batch);
                 parents.observe(batch);
             };
@@ -203,6 +208,10 @@ pub async fn run_model(
             register(&ctx.state(), &model.name, provider)?;
             let mut passed_tests = rows_checked.passed_tests();
             passed_tests.extend(keys.passed_tests());
+            if !hashed_keys.is_empty() {
+                let sorted = tokio::task::spawn_blocking(move || hashed_keys.passed_tests());
+                passed_tests.extend(sorted.await.unwrap_or_default());
+            }
             passed_tests.extend(parents.passed_tests().await);
             passed_tests.sort_unstable();
             Ok(Materialized { rows, passed_tests })
@@ -564,10 +573,7 @@ mod tests {
         use crate::datatests::{DataTest, run_tests};
         let dir = tempfile::tempdir().unwrap();
         let (ctx, lake) = context(dir.path()).await;
-        let unique = |columns: &[&str]| DataTest {
-            unique: Some(columns.iter().map(|c| c.to_string()).collect()),
-            ..DataTest::default()
-        };
+        use crate::sorted_keys::tests::unique;
         let config = ModelConfig {
             order_by: vec!["k".into(), "v".into()],
             tests: vec![
@@ -594,7 +600,8 @@ mod tests {
         };
         let vars = crate::vars::VarSet::default();
         // Keys repeat across the sort order (k = 1 twice), never as (k, v); `v` is not a
-        // prefix of the order and is left to its query. No `v` is NULL or unaccepted;
+        // prefix of the order, its hashes repeat ('a' twice), and it is left to its
+        // query. No `v` is NULL or unaccepted;
         // two rows fail `k > 1`, and their test runs its query.
         let sql = "SELECT * FROM (VALUES (2, 'b'), (1, 'a'), (1, 'c'), (3, 'a')) AS t(k, v)";
         let m = model("keys", config);
@@ -624,6 +631,40 @@ mod tests {
         // Without the proof every query runs, and agrees.
         let queried = run_tests(&ctx, "keys", &m.config.tests, &vars, &[]).await;
         assert!(queried[0].passed() && queried[3].passed() && queried[5].passed());
+    }
+
+    #[tokio::test]
+    async fn unique_tests_off_the_sort_key_are_decided_by_the_hashes_of_the_keys_written() {
+        use crate::datatests::run_tests;
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, lake) = context(dir.path()).await;
+        use crate::sorted_keys::tests::unique;
+        let config = ModelConfig {
+            order_by: vec!["k".into()],
+            tests: vec![unique(&["id"]), unique(&["v"]), unique(&["v", "id"])],
+            ..ModelConfig::default()
+        };
+        let vars = crate::vars::VarSet::default();
+        // `id` is unique, NULL once; `v` repeats ('a' twice); (v, id) does not repeat.
+        let sql = "SELECT * FROM (VALUES (2, 'x1', 'a'), (1, NULL, 'b'), (1, 'x3', 'a'), \
+                   (3, 'x4', 'c')) AS t(k, id, v)";
+        let m = model("hashed", config);
+        let written = run_model(&ctx, &lake, &m, sql, &vars).await.unwrap();
+        assert_eq!(written.passed_tests, [0, 2]);
+        let outcomes = run_tests(
+            &ctx,
+            "hashed",
+            &m.config.tests,
+            &vars,
+            &written.passed_tests,
+        )
+        .await;
+        let failing: Vec<u64> = outcomes.iter().map(|t| t.failing_rows).collect();
+        assert_eq!(failing, [0, 1, 0]);
+        // Without the proof every query runs, and agrees.
+        let queried = run_tests(&ctx, "hashed", &m.config.tests, &vars, &[]).await;
+        let failing: Vec<u64> = queried.iter().map(|t| t.failing_rows).collect();
+        assert_eq!(failing, [0, 1, 0]);
     }
 
     #[tokio::test]

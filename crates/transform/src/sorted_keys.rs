@@ -112,6 +112,11 @@ impl SortedKeyCheck {
         self.last = Some(columns.iter().map(|c| c.slice(rows - 1, 1)).collect());
     }
 
+    /// The indices (in the model's tests) of the `unique` tests this check decides.
+    pub fn checked_tests(&self) -> Vec<usize> {
+        self.keys.iter().map(|k| k.test).collect()
+    }
+
     /// The indices (in the model's tests) of the `unique` tests whose key no two rows
     /// shared.
     pub fn passed_tests(&self) -> Vec<usize> {
@@ -134,8 +139,9 @@ fn equal_first_rows(a: &[ArrayRef], b: &[ArrayRef]) -> datafusion::arrow::error:
     Ok(true)
 }
 
+/// Test helpers that [`crate::hashed_keys`] and [`crate::materialize`] tests share.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
@@ -143,14 +149,14 @@ mod tests {
 
     use super::*;
 
-    fn unique(columns: &[&str]) -> DataTest {
+    pub(crate) fn unique(columns: &[&str]) -> DataTest {
         DataTest {
             unique: Some(columns.iter().map(|c| c.to_string()).collect()),
             ..DataTest::default()
         }
     }
 
-    fn schema() -> Arc<Schema> {
+    pub(crate) fn schema() -> Arc<Schema> {
         Arc::new(Schema::new(vec![
             Field::new("customer", DataType::Utf8, true),
             Field::new("n", DataType::Int64, true),
@@ -158,7 +164,7 @@ mod tests {
         ]))
     }
 
-    fn batch(customers: &[Option<&str>], n: &[Option<i64>]) -> RecordBatch {
+    pub(crate) fn batch(customers: &[Option<&str>], n: &[Option<i64>]) -> RecordBatch {
         let scores = Float64Array::from(vec![0.5; n.len()]);
         RecordBatch::try_new(
             schema(),
