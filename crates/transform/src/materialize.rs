@@ -139,9 +139,9 @@ pub struct Materialized {
     pub rows: u64,
     /// Indices of the model's tests decided as the rows were written, which need no
     /// query: `unique` keys no two rows share ([`crate::sorted_keys`],
-    /// [`crate::hashed_keys`]), row tests no
-    /// row failed ([`crate::row_tests`]) and `relationships` every value of which a
-    /// merge found in the parent ([`crate::parent_keys`]).
+    /// [`crate::hashed_keys`]), row tests no row failed ([`crate::row_tests`]) and
+    /// `relationships` every value of which a merge found in the parent
+    /// ([`crate::parent_keys`]).
     pub passed_tests: Vec<usize>,
 }
 
@@ -571,9 +571,9 @@ mod tests {
     #[tokio::test]
     async fn unique_tests_on_the_sort_key_and_row_tests_are_decided_as_the_table_is_written() {
         use crate::datatests::{DataTest, run_tests};
+        use crate::sorted_keys::tests::unique;
         let dir = tempfile::tempdir().unwrap();
         let (ctx, lake) = context(dir.path()).await;
-        use crate::sorted_keys::tests::unique;
         let config = ModelConfig {
             order_by: vec!["k".into(), "v".into()],
             tests: vec![
@@ -636,9 +636,9 @@ mod tests {
     #[tokio::test]
     async fn unique_tests_off_the_sort_key_are_decided_by_the_hashes_of_the_keys_written() {
         use crate::datatests::run_tests;
+        use crate::sorted_keys::tests::unique;
         let dir = tempfile::tempdir().unwrap();
         let (ctx, lake) = context(dir.path()).await;
-        use crate::sorted_keys::tests::unique;
         let config = ModelConfig {
             order_by: vec!["k".into()],
             tests: vec![unique(&["id"]), unique(&["v"]), unique(&["v", "id"])],
