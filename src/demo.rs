@@ -141,7 +141,7 @@ pub async fn demo(args: DemoArgs) -> Result<()> {
     writeln!(out, "  run records {}/_runs/", lake_path.display())?;
     writeln!(
         out,
-        "Try: cargo run --release -- query --lake {} \"SELECT * FROM rfm LIMIT 5\"",
+        "Try: cargo run --release --features delta -- query --lake {} \"SELECT * FROM rfm LIMIT 5\"",
         lake_path.display()
     )?;
     Ok(())
